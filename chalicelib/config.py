@@ -1,0 +1,140 @@
+"""Settings from the environment: the single list of variable names and defaults.
+
+`.chalice/config.json` sets every one of these per stage; the defaults below only document the
+reference behaviour and serve pure unit tests. Names of AWS resources have no default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from chalicelib.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class BibRules:
+    """How OCR detections become bib numbers (see chalicelib.bibs)."""
+
+    pattern: str = r"[A-Za-z]?[0-9]{3,6}"
+    min_confidence: float = 90.0
+    excluded: tuple[str, ...] = ("0000", "00000", "000000")
+    strip_prefix: bool = True
+    text_types: tuple[str, ...] = ("WORD",)
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigurationError(f"BIB_PATTERN is not a regular expression: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    state_machine_name: str
+    # Preprocess
+    max_width: int = 2048
+    jpeg_quality: int = 90
+    max_image_pixels: int = 120_000_000
+    max_upload_bytes: int = 200 * 1024 * 1024
+    # DetectText
+    bib_rules: BibRules = BibRules()
+    # IndexFaces
+    index_max_faces: int = 15
+    index_quality_filter: str = "AUTO"
+    # Fanout: BatchWriteItem UnprocessedItems retries
+    fanout_max_attempts: int = 8
+    fanout_base_delay_ms: int = 50
+    fanout_max_delay_ms: int = 2000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `env` (default os.environ); raise ConfigurationError if invalid."""
+        env = os.environ if env is None else env
+        return cls(
+            table_name=_required(env, "TABLE_NAME"),
+            state_machine_name=_required(env, "STATE_MACHINE_NAME"),
+            max_width=_int(env, "PROCESSED_MAX_WIDTH", cls.max_width),
+            jpeg_quality=_int(env, "JPEG_QUALITY", cls.jpeg_quality),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            bib_rules=BibRules(
+                pattern=env.get("BIB_PATTERN", BibRules.pattern),
+                min_confidence=_float(env, "BIB_MIN_CONFIDENCE", BibRules.min_confidence),
+                excluded=_list(env, "BIB_EXCLUDED", BibRules.excluded),
+                strip_prefix=_bool(env, "BIB_STRIP_PREFIX", BibRules.strip_prefix),
+                text_types=tuple(t.upper() for t in _list(env, "BIB_TEXT_TYPES", BibRules.text_types)),
+            ),
+            index_max_faces=_int(env, "INDEX_MAX_FACES", cls.index_max_faces),
+            index_quality_filter=env.get("INDEX_QUALITY_FILTER", cls.index_quality_filter),
+            fanout_max_attempts=_int(env, "FANOUT_MAX_ATTEMPTS", cls.fanout_max_attempts),
+            fanout_base_delay_ms=_int(env, "FANOUT_BASE_DELAY_MS", cls.fanout_base_delay_ms),
+            fanout_max_delay_ms=_int(env, "FANOUT_MAX_DELAY_MS", cls.fanout_max_delay_ms),
+        )
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What app.py needs at import time (when `chalice deploy` loads it with the stage's env)."""
+
+    queue_name: str
+    max_concurrency: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
+        """Read the ingest queue name, its concurrency cap and the log level."""
+        env = os.environ if env is None else env
+        return cls(
+            queue_name=_required(env, "INGEST_QUEUE_NAME"),
+            max_concurrency=_int(env, "INGEST_MAX_CONCURRENCY", 10),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())

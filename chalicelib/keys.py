@@ -1,0 +1,107 @@
+"""S3 key layout and identifier rules (pure).
+
+Raw uploads:     {org_id}/{event_id}/raw/{filename...}   (the filename may contain '/')
+Processed copy:  {org_id}/{event_id}/processed/{photo_id}.jpg
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from chalicelib.errors import InvalidKey
+
+RAW_FOLDER = "raw"
+PROCESSED_FOLDER = "processed"
+
+# Organisation and event ids: letters, digits, '-', '_' and '.', 1-64 characters, starting with a
+# letter or digit. They become parts of S3 keys, DynamoDB keys and collection ids, so they must not
+# contain the '#' and '/' separators those use.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+# Rekognition collection ids allow [a-zA-Z0-9_.\-] and at most 255 characters.
+_COLLECTION_DISALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
+_COLLECTION_MAX = 255
+
+
+@dataclass(frozen=True)
+class RawKey:
+    org_id: str
+    event_id: str
+    filename: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.org_id}/{self.event_id}/{RAW_FOLDER}/{self.filename}"
+
+    @property
+    def original_filename(self) -> str:
+        """The last segment of the filename, as the photographer named the file."""
+        return self.filename.rsplit("/", 1)[-1]
+
+
+def decode_event_key(key: str) -> str:
+    """Return an S3 event notification key decoded ('+' is a space, %XX escapes)."""
+    return unquote_plus(key)
+
+
+def is_valid_id(value: str) -> bool:
+    """Return True if `value` is a valid organisation or event id."""
+    return ID_PATTERN.fullmatch(value) is not None
+
+
+def parse_raw_key(key: str) -> RawKey:
+    """Return the parts of a raw upload key; raise InvalidKey if it is not `*/*/raw/*`."""
+    parts = key.split("/", 3)
+    if len(parts) != 4 or parts[2] != RAW_FOLDER or not parts[3] or parts[3].endswith("/"):
+        raise InvalidKey(f"not a raw upload key ({{org}}/{{event}}/raw/{{file}}): {key!r}")
+    org_id, event_id, _, filename = parts
+    for label, value in (("organisation", org_id), ("event", event_id)):
+        if not is_valid_id(value):
+            raise InvalidKey(f"invalid {label} id {value!r} in key {key!r}")
+    return RawKey(org_id=org_id, event_id=event_id, filename=filename)
+
+
+def is_raw_key(key: str) -> bool:
+    """Return True if `key` is a raw upload key the pipeline should process."""
+    try:
+        parse_raw_key(key)
+    except InvalidKey:
+        return False
+    return True
+
+
+def processed_key(org_id: str, event_id: str, photo_id: str) -> str:
+    """Return the S3 key of a photo's processed JPEG."""
+    return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.jpg"
+
+
+def normalise_handle(handle: str | None) -> str | None:
+    """Return a photographer handle without '@' and surrounding space, lowercased; None if empty."""
+    if handle is None:
+        return None
+    cleaned = handle.strip().lstrip("@").strip().lower()
+    return cleaned or None
+
+
+def collection_id(org_id: str, event_id: str) -> str:
+    """Return the Rekognition face collection id for an event."""
+    return _COLLECTION_DISALLOWED.sub("_", f"{org_id}-{event_id}")[:_COLLECTION_MAX]
+
+
+def ascii_header_value(value: str) -> str:
+    """Return `value` made safe for an S3 user-metadata header (ASCII, no control characters).
+
+    Non-ASCII characters are percent-encoded as UTF-8 so the original can be recovered with
+    urllib.parse.unquote; S3 rejects or mangles raw non-ASCII metadata.
+    """
+    normalised = unicodedata.normalize("NFC", value)
+    out = []
+    for char in normalised:
+        if char == "%" or not (0x20 <= ord(char) < 0x7F):
+            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
+        else:
+            out.append(char)
+    return "".join(out)

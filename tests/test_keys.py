@@ -1,0 +1,61 @@
+"""S3 key layout and identifier rules."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import pytest
+
+from chalicelib import keys
+from chalicelib.errors import InvalidKey
+
+
+def test_parses_a_raw_key_whose_filename_has_slashes():
+    raw = keys.parse_raw_key("acme/city-10k/raw/card 1/DCIM/IMG_0001.JPG")
+    assert (raw.org_id, raw.event_id, raw.filename) == ("acme", "city-10k", "card 1/DCIM/IMG_0001.JPG")
+    assert raw.original_filename == "IMG_0001.JPG"
+    assert raw.key == "acme/city-10k/raw/card 1/DCIM/IMG_0001.JPG"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "acme/city-10k/processed/01J.jpg",
+        "acme/city-10k/raw/",
+        "acme/city-10k/raw/folder/",
+        "acme/raw/IMG.jpg",
+        "acme/city-10k/IMG.jpg",
+        "acme/city#10k/raw/IMG.jpg",
+        "/city-10k/raw/IMG.jpg",
+        "",
+    ],
+)
+def test_rejects_keys_outside_the_raw_layout(key):
+    assert not keys.is_raw_key(key)
+    with pytest.raises(InvalidKey):
+        keys.parse_raw_key(key)
+
+
+def test_event_keys_are_url_decoded_with_plus_as_space():
+    assert keys.decode_event_key("acme/e1/raw/my+photo%2B1%20%ED%95%9C.jpg") == "acme/e1/raw/my photo+1 한.jpg"
+
+
+def test_processed_key():
+    assert keys.processed_key("acme", "e1", "01HX") == "acme/e1/processed/01HX.jpg"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("@Snap.Shooter", "snap.shooter"), ("  bob ", "bob"), ("@", None), ("", None), (None, None)])
+def test_photographer_handles_are_normalised(given, expected):
+    assert keys.normalise_handle(given) == expected
+
+
+def test_collection_id_uses_only_allowed_characters():
+    assert keys.collection_id("acme", "city-10k.2025") == "acme-city-10k.2025"
+    assert keys.collection_id("acme", "a" * 300).__len__() == 255
+
+
+def test_header_values_are_ascii_and_reversible():
+    original = "acme/e1/raw/서울 마라톤 100%.jpg"
+    header = keys.ascii_header_value(original)
+    assert header.isascii()
+    assert unquote(header) == original
