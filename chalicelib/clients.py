@@ -1,0 +1,65 @@
+"""Lazily built, cached boto3 clients and adapters.
+
+Nothing is built at import time, so a moto mock is active before any client exists; tests call
+`cache_clear()` between cases. Endpoints come from the standard AWS_ENDPOINT_URL_<SERVICE>
+variables (the sandbox stage sets them), so this code is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import boto3
+from botocore.config import Config
+
+from chalicelib.config import Settings
+from chalicelib.rekognition import Rekognition
+from chalicelib.storage import Storage
+from chalicelib.table import Table
+from chalicelib.workflow import Workflow
+
+# Standard retry mode: botocore retries throttling and 5xx with backoff before we ever see them.
+_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, signature_version="v4")
+
+
+@functools.cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@functools.cache
+def _client(service: str):
+    return boto3.session.Session().client(service, config=_BOTO_CONFIG)
+
+
+@functools.cache
+def storage() -> Storage:
+    return Storage(_client("s3"))
+
+
+@functools.cache
+def rekognition() -> Rekognition:
+    return Rekognition(_client("rekognition"))
+
+
+@functools.cache
+def table() -> Table:
+    current = settings()
+    return Table(
+        _client("dynamodb"),
+        current.table_name,
+        max_attempts=current.fanout_max_attempts,
+        base_delay=current.fanout_base_delay_ms / 1000,
+        max_delay=current.fanout_max_delay_ms / 1000,
+    )
+
+
+@functools.cache
+def workflow() -> Workflow:
+    return Workflow(_client("stepfunctions"), _client("sts"), settings().state_machine_name)
+
+
+def cache_clear() -> None:
+    """Forget every client, adapter and setting (tests switch mocks and environments)."""
+    for cached in (settings, _client, storage, rekognition, table, workflow):
+        cached.cache_clear()

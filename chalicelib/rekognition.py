@@ -1,0 +1,138 @@
+"""Rekognition adapter: DetectText, IndexFaces, CreateCollection, SearchFacesByImage.
+
+Returns domain values (TextDetection, face ids) and raises chalicelib.errors; nothing else knows
+what a Rekognition response looks like.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from chalicelib.bibs import TextDetection
+from chalicelib.errors import (
+    InvalidImage,
+    ProvisionedThroughputExceededException,
+    ThrottlingException,
+)
+
+log = logging.getLogger(__name__)
+
+
+class CollectionNotFound(Exception):
+    """The event has no face collection yet (internal to the adapter and its callers)."""
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    face_id: str
+    external_image_id: str | None
+    similarity: float
+
+
+class Rekognition:
+    def __init__(self, client) -> None:
+        self._rek = client
+
+    def detect_text(self, bucket: str, key: str) -> list[TextDetection]:
+        """Return every WORD and LINE detection in an S3 image."""
+        try:
+            response = self._rek.detect_text(Image={"S3Object": {"Bucket": bucket, "Name": key}})
+        except ClientError as exc:
+            raise _translate(exc) from exc
+        return [
+            TextDetection(
+                text=item.get("DetectedText", ""),
+                confidence=float(item.get("Confidence", 0.0)),
+                kind=item.get("Type", "WORD"),
+            )
+            for item in response.get("TextDetections", [])
+        ]
+
+    def index_faces(
+        self,
+        collection_id: str,
+        bucket: str,
+        key: str,
+        *,
+        external_image_id: str,
+        max_faces: int,
+        quality_filter: str,
+    ) -> list[str]:
+        """Index the faces of an S3 image; return their face ids.
+
+        Creates the collection on first use (ResourceNotFoundException) and retries once.
+        """
+        request = {
+            "CollectionId": collection_id,
+            "Image": {"S3Object": {"Bucket": bucket, "Name": key}},
+            "ExternalImageId": external_image_id,
+            "MaxFaces": max_faces,
+            "QualityFilter": quality_filter,
+            "DetectionAttributes": [],
+        }
+        try:
+            response = self._rek.index_faces(**request)
+        except ClientError as exc:
+            if _code(exc) != "ResourceNotFoundException":
+                raise _translate(exc) from exc
+            self.create_collection(collection_id)
+            try:
+                response = self._rek.index_faces(**request)
+            except ClientError as retry_exc:
+                raise _translate(retry_exc) from retry_exc
+        return [record["Face"]["FaceId"] for record in response.get("FaceRecords", [])]
+
+    def create_collection(self, collection_id: str) -> None:
+        """Create a face collection; one that already exists is fine."""
+        try:
+            self._rek.create_collection(CollectionId=collection_id)
+            log.info("created collection=%s", collection_id)
+        except ClientError as exc:
+            if _code(exc) != "ResourceAlreadyExistsException":
+                raise _translate(exc) from exc
+
+    def search_faces_by_image(
+        self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
+    ) -> list[FaceMatch]:
+        """Return the faces in a collection that match the largest face in `image`.
+
+        Raises CollectionNotFound, InvalidImage (no face, bad image) or a throttling error.
+        """
+        try:
+            response = self._rek.search_faces_by_image(
+                CollectionId=collection_id,
+                Image={"Bytes": image},
+                FaceMatchThreshold=threshold,
+                MaxFaces=max_faces,
+            )
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                raise CollectionNotFound(collection_id) from exc
+            raise _translate(exc) from exc
+        return [
+            FaceMatch(
+                face_id=match["Face"]["FaceId"],
+                external_image_id=match["Face"].get("ExternalImageId"),
+                similarity=float(match.get("Similarity", 0.0)),
+            )
+            for match in response.get("FaceMatches", [])
+        ]
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _translate(exc: ClientError) -> Exception:
+    code = _code(exc)
+    message = exc.response.get("Error", {}).get("Message", "")
+    if code in ("ThrottlingException", "LimitExceededException"):
+        return ThrottlingException(f"Rekognition throttled the call ({code}): {message}")
+    if code == "ProvisionedThroughputExceededException":
+        return ProvisionedThroughputExceededException(f"Rekognition: {message}")
+    if code in ("InvalidImageFormatException", "ImageTooLargeException", "InvalidParameterException"):
+        return InvalidImage(f"Rekognition rejected the image ({code}): {message}")
+    return exc

@@ -1,0 +1,104 @@
+"""S3 adapter: GetObject, PutObject, GetObjectTagging, PutObjectTagging, GeneratePresignedUrl.
+
+Returns domain values and raises chalicelib.errors; nothing else knows S3's response shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from botocore.exceptions import ClientError
+
+from chalicelib.errors import ImageTooLarge, RawObjectMissing, ThrottlingException
+
+log = logging.getLogger(__name__)
+
+_THROTTLED = {"SlowDown", "ThrottlingException", "RequestLimitExceeded", "503"}
+_MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    body: bytes
+    metadata: dict[str, str]  # user metadata, keys lowercased without the x-amz-meta- prefix
+    content_type: str | None
+
+
+class Storage:
+    def __init__(self, client) -> None:
+        self._s3 = client
+
+    def get_object(self, bucket: str, key: str, *, max_bytes: int) -> StoredObject:
+        """Return an object's bytes and user metadata.
+
+        Raises RawObjectMissing, ImageTooLarge (over `max_bytes`) or ThrottlingException.
+        """
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            raise _translate(exc, f"s3://{bucket}/{key}") from exc
+        length = int(response.get("ContentLength") or 0)
+        if length > max_bytes:
+            response["Body"].close()
+            raise ImageTooLarge(f"upload is {length} bytes, over the limit of {max_bytes}")
+        body = response["Body"].read()
+        metadata = {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
+        return StoredObject(body=body, metadata=metadata, content_type=response.get("ContentType"))
+
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str],
+    ) -> None:
+        """Write an object with user metadata and tags (overwrites: same key, same content)."""
+        try:
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata=metadata,
+                Tagging=urlencode(tags),
+            )
+        except ClientError as exc:
+            raise _translate(exc, f"s3://{bucket}/{key}") from exc
+
+    def ensure_tag(self, bucket: str, key: str, name: str, value: str, *, version: str | None = None) -> bool:
+        """Add tag `name=value` to an object, keeping its other tags; return True if it changed.
+
+        Raises RawObjectMissing or ThrottlingException; other ClientErrors propagate.
+        """
+        target = {"Bucket": bucket, "Key": key}
+        if version:
+            target["VersionId"] = version
+        try:
+            tags = self._s3.get_object_tagging(**target).get("TagSet", [])
+            if any(tag["Key"] == name and tag["Value"] == value for tag in tags):
+                return False
+            kept = [tag for tag in tags if tag["Key"] != name]
+            self._s3.put_object_tagging(**target, Tagging={"TagSet": kept + [{"Key": name, "Value": value}]})
+        except ClientError as exc:
+            raise _translate(exc, f"s3://{bucket}/{key}") from exc
+        return True
+
+    def presigned_get_url(self, bucket: str, key: str, *, expires_in: int) -> str:
+        """Return a presigned GET URL for an object."""
+        return self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
+
+
+def _translate(exc: ClientError, what: str) -> Exception:
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code in _MISSING:
+        return RawObjectMissing(f"{what} does not exist ({code})")
+    if code in _THROTTLED:
+        return ThrottlingException(f"S3 throttled access to {what} ({code})")
+    return exc

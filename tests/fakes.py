@@ -1,0 +1,89 @@
+"""A faithful in-memory fake of chalicelib.rekognition.Rekognition.
+
+It keeps collections and faces like the service does, and can be told to raise errors. The same
+contract tests run against it and against the real adapter (tests/test_rekognition_contract.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable
+
+from chalicelib.bibs import TextDetection
+from chalicelib.rekognition import CollectionNotFound, FaceMatch
+
+TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
+FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels in the image
+
+
+class FakeRekognition:
+    def __init__(self, text: TextScript | None = None, faces: FaceScript | None = None) -> None:
+        self._text = text or (lambda bucket, key: [])
+        self._faces = faces or (lambda bucket, key: [])
+        self.collections: dict[str, dict[str, tuple[str, str]]] = {}  # id -> face id -> (person, image)
+        self.errors: dict[str, list[Exception] | Exception] = {}
+        self.calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def fail(self, operation: str, error: Exception, times: int | None = None) -> None:
+        """Make `operation` raise `error` the next `times` calls (None: every call)."""
+        self.errors[operation] = error if times is None else [error] * times
+
+    def _maybe_raise(self, operation: str) -> None:
+        with self._lock:
+            self.calls.append(operation)
+            planned = self.errors.get(operation)
+            if isinstance(planned, list):
+                if planned:
+                    raise planned.pop(0)
+            elif planned is not None:
+                raise planned
+
+    def detect_text(self, bucket: str, key: str) -> list[TextDetection]:
+        self._maybe_raise("detect_text")
+        return list(self._text(bucket, key))
+
+    def create_collection(self, collection_id: str) -> None:
+        self._maybe_raise("create_collection")
+        with self._lock:
+            self.collections.setdefault(collection_id, {})
+
+    def index_faces(
+        self,
+        collection_id: str,
+        bucket: str,
+        key: str,
+        *,
+        external_image_id: str,
+        max_faces: int,
+        quality_filter: str,
+    ) -> list[str]:
+        self._maybe_raise("index_faces")
+        with self._lock:
+            faces = self.collections.setdefault(collection_id, {})
+            new = {}
+            for person in self._faces(bucket, key)[:max_faces]:
+                new[str(uuid.UUID(bytes=hashlib.md5(f"{key}/{person}/{len(faces)}".encode()).digest()))] = (
+                    person,
+                    external_image_id,
+                )
+            faces.update(new)
+        return list(new)
+
+    def search_faces_by_image(
+        self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
+    ) -> list[FaceMatch]:
+        """Matches faces whose person label equals `image` decoded as text (tests pass labels)."""
+        self._maybe_raise("search_faces_by_image")
+        with self._lock:
+            if collection_id not in self.collections:
+                raise CollectionNotFound(collection_id)
+            person = image.decode("utf-8", "replace")
+            matches = [
+                FaceMatch(face_id=face_id, external_image_id=external, similarity=99.0)
+                for face_id, (label, external) in self.collections[collection_id].items()
+                if label == person and 99.0 >= threshold
+            ]
+        return matches[:max_faces]

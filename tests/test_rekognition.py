@@ -1,0 +1,121 @@
+"""Rekognition adapter with a botocore Stubber, and the same contract for the fake."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from chalicelib.bibs import TextDetection
+from chalicelib.errors import ProvisionedThroughputExceededException, ThrottlingException
+from chalicelib.rekognition import CollectionNotFound, Rekognition
+from tests.fakes import FakeRekognition
+
+S3_IMAGE = {"S3Object": {"Bucket": "photos", "Name": "acme/e1/processed/P1.jpg"}}
+
+
+def _index_request(collection="acme-e1"):
+    return {
+        "CollectionId": collection,
+        "Image": S3_IMAGE,
+        "ExternalImageId": "P1",
+        "MaxFaces": 15,
+        "QualityFilter": "AUTO",
+        "DetectionAttributes": [],
+    }
+
+
+def _face_records(*face_ids):
+    return {"FaceRecords": [{"Face": {"FaceId": f, "ExternalImageId": "P1"}} for f in face_ids]}
+
+
+@pytest.fixture
+def stubbed():
+    client = boto3.client("rekognition", region_name="us-east-1")
+    with Stubber(client) as stub:
+        yield Rekognition(client), stub
+        stub.assert_no_pending_responses()
+
+
+def index(adapter):
+    return adapter.index_faces(
+        "acme-e1", "photos", "acme/e1/processed/P1.jpg", external_image_id="P1", max_faces=15, quality_filter="AUTO"
+    )
+
+
+def test_detect_text_returns_words_and_lines(stubbed):
+    adapter, stub = stubbed
+    stub.add_response(
+        "detect_text",
+        {
+            "TextDetections": [
+                {"DetectedText": "A1234 FINISH", "Type": "LINE", "Confidence": 98.5, "Id": 0},
+                {"DetectedText": "A1234", "Type": "WORD", "Confidence": 97.25, "Id": 1, "ParentId": 0},
+            ]
+        },
+        {"Image": S3_IMAGE},
+    )
+    assert adapter.detect_text("photos", "acme/e1/processed/P1.jpg") == [
+        TextDetection("A1234 FINISH", 98.5, "LINE"),
+        TextDetection("A1234", 97.25, "WORD"),
+    ]
+
+
+def test_index_faces_creates_a_missing_collection_and_retries_once(stubbed):
+    adapter, stub = stubbed
+    stub.add_client_error("index_faces", service_error_code="ResourceNotFoundException", expected_params=_index_request())
+    stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": "acme-e1"})
+    stub.add_response("index_faces", _face_records("f-1", "f-2"), _index_request())
+    assert index(adapter) == ["f-1", "f-2"]
+
+
+def test_collection_created_concurrently_is_fine(stubbed):
+    adapter, stub = stubbed
+    stub.add_client_error("index_faces", service_error_code="ResourceNotFoundException")
+    stub.add_client_error("create_collection", service_error_code="ResourceAlreadyExistsException")
+    stub.add_response("index_faces", _face_records("f-1"))
+    assert index(adapter) == ["f-1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("ThrottlingException", ThrottlingException),
+        ("ProvisionedThroughputExceededException", ProvisionedThroughputExceededException),
+    ],
+)
+def test_throttling_is_named_so_the_state_machine_can_retry_it(stubbed, code, error):
+    adapter, stub = stubbed
+    stub.add_client_error("detect_text", service_error_code=code)
+    with pytest.raises(error):
+        adapter.detect_text("photos", "acme/e1/processed/P1.jpg")
+
+
+def test_search_in_a_missing_collection_is_collection_not_found(stubbed):
+    adapter, stub = stubbed
+    stub.add_client_error("search_faces_by_image", service_error_code="ResourceNotFoundException")
+    with pytest.raises(CollectionNotFound):
+        adapter.search_faces_by_image("acme-e1", b"jpeg", threshold=85, max_faces=50)
+
+
+# --- the fake keeps the same contract -------------------------------------------------------
+
+
+def test_fake_index_faces_creates_the_collection_and_returns_face_ids():
+    fake = FakeRekognition(faces=lambda bucket, key: ["runner-1", "runner-2"])
+    face_ids = index(fake)
+    assert len(face_ids) == 2 and len(set(face_ids)) == 2
+    assert "acme-e1" in fake.collections
+
+
+def test_fake_search_in_a_missing_collection_is_collection_not_found():
+    with pytest.raises(CollectionNotFound):
+        FakeRekognition().search_faces_by_image("acme-e1", b"runner-1", threshold=85, max_faces=50)
+
+
+def test_fake_raises_planned_errors_then_recovers():
+    fake = FakeRekognition(text=lambda bucket, key: [TextDetection("1234", 99.0)])
+    fake.fail("detect_text", ThrottlingException("slow down"), times=1)
+    with pytest.raises(ThrottlingException):
+        fake.detect_text("b", "k")
+    assert fake.detect_text("b", "k") == [TextDetection("1234", 99.0)]
