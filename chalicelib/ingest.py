@@ -1,0 +1,127 @@
+"""The upload trigger: S3 event notification (via SQS) -> one pipeline execution per raw photo."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib import ids, keys
+from chalicelib.errors import NotAnS3Notification
+from chalicelib.model import RawObject, iso_utc, parse_iso
+from chalicelib.storage import Storage
+from chalicelib.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+RAW_TAG = ("folder", "raw")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One object-created record of an S3 event notification."""
+
+    bucket: str
+    key: str  # decoded
+    version_id: str | None
+    etag: str | None
+    size: int
+    event_time: str
+    event_name: str
+
+
+@dataclass
+class IngestResult:
+    started: list[str] = field(default_factory=list)
+    already_started: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def parse_notification(body: str) -> list[Upload]:
+    """Return the object-created records of an S3 notification body ([] for s3:TestEvent).
+
+    Raises NotAnS3Notification if the body is anything else.
+    """
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise NotAnS3Notification(f"body is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise NotAnS3Notification("body is not a JSON object")
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    records = message.get("Records")
+    if not isinstance(records, list) or not records:
+        raise NotAnS3Notification("body has no Records list")
+    uploads = []
+    for record in records:
+        try:
+            if record.get("eventSource") != "aws:s3":
+                raise NotAnS3Notification(f"record from {record.get('eventSource')!r}, not aws:s3")
+            s3 = record["s3"]
+            obj = s3["object"]
+            event_time = record.get("eventTime") or ""
+            parse_iso(event_time)  # validates
+            uploads.append(
+                Upload(
+                    bucket=s3["bucket"]["name"],
+                    key=keys.decode_event_key(obj["key"]),
+                    version_id=obj.get("versionId") or None,
+                    etag=(obj.get("eTag") or obj.get("sequencer") or None),
+                    size=int(obj.get("size") or 0),
+                    event_time=iso_utc(parse_iso(event_time)),
+                    event_name=str(record.get("eventName", "")),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise NotAnS3Notification(f"malformed S3 record: {exc!r}") from exc
+    return uploads
+
+
+def ingest_notification(body: str, *, storage: Storage, workflow: Workflow) -> IngestResult:
+    """Start one pipeline execution per new raw photo in an S3 notification.
+
+    Raises NotAnS3Notification for a body retrying cannot fix; transient AWS errors propagate so
+    SQS redelivers (already-started executions are recognised by their derived names).
+    """
+    result = IngestResult()
+    for upload in parse_notification(body):
+        if not upload.event_name.startswith("ObjectCreated") or not keys.is_raw_key(upload.key):
+            log.info("skip key=%s event=%s: not a raw upload", upload.key, upload.event_name)
+            result.skipped.append(upload.key)
+            continue
+        _tag_raw(storage, upload)
+        version = upload.version_id or upload.etag or upload.event_time
+        source = RawObject(
+            bucket=upload.bucket,
+            key=upload.key,
+            version=version,
+            size=upload.size,
+            uploaded_at=upload.event_time,
+        )
+        name = ids.execution_name(upload.bucket, upload.key, version)
+        if workflow.start(name, source.to_dict()):
+            log.info("started execution=%s key=%s", name, upload.key)
+            result.started.append(name)
+        else:
+            log.info("execution=%s already exists key=%s", name, upload.key)
+            result.already_started.append(name)
+    return result
+
+
+def _tag_raw(storage: Storage, upload: Upload) -> None:
+    # Best effort: lifecycle rules key on the tag, but a missing tag must not block processing.
+    try:
+        storage.ensure_tag(upload.bucket, upload.key, *RAW_TAG, version=upload.version_id)
+    except Exception as exc:  # noqa: BLE001 - logged, never fatal
+        log.warning("could not tag key=%s folder=raw: %s", upload.key, exc)
+
+
+def describe(result: IngestResult) -> dict[str, Any]:
+    """Return a JSON-friendly summary of an ingest result."""
+    return {
+        "started": len(result.started),
+        "already_started": len(result.already_started),
+        "skipped": len(result.skipped),
+    }

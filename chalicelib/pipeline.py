@@ -1,0 +1,211 @@
+"""The pipeline steps: plain functions, dict in / dict out, dependencies passed as arguments.
+
+Each is one Task state of statemachine.json; the dict shapes are the state machine's contract.
+Execution input: RawObject.to_dict(). Preprocess's result sits at `$.photo`, the merged results of
+DetectText and IndexFaces at `$.analysis.text` and `$.analysis.faces` (each with an `error` that
+is null, or the Error/Cause a fallback caught), a caught error at `$.error`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from chalicelib import ids, imaging, keys
+from chalicelib.bibs import bibs_from_detections
+from chalicelib.config import Settings
+from chalicelib.model import (
+    Analysis,
+    Failure,
+    Photo,
+    RawObject,
+    bib_items,
+    bib_pk,
+    event_pk,
+    failed_item,
+    iso_utc,
+    parse_iso,
+    photo_item,
+    photo_sk,
+)
+from chalicelib.rekognition import Rekognition
+from chalicelib.storage import Storage
+from chalicelib.table import Table
+
+log = logging.getLogger(__name__)
+
+PROCESSED_TAGS = {"folder": "processed"}
+# S3 allows 2 KB of user metadata in all; the original key is the only field that can be long.
+_MAX_ORIGINAL_KEY_HEADER = 1024
+_MAX_CAUSE = 4000
+
+
+def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -> dict[str, Any]:
+    """Decode, orient, resize and store a raw upload; return the Photo as a dict.
+
+    Raises InvalidKey, RawObjectMissing, the InvalidImage family or ThrottlingException.
+    """
+    source = RawObject.from_dict(event)
+    raw = keys.parse_raw_key(source.key)
+    stored = storage.get_object(source.bucket, source.key, max_bytes=settings.max_upload_bytes)
+    image = imaging.process_image(
+        stored.body,
+        max_width=settings.max_width,
+        jpeg_quality=settings.jpeg_quality,
+        max_pixels=settings.max_image_pixels,
+    )
+    moment = ids.capture_moment(image.captured_at, parse_iso(source.uploaded_at))
+    photo_id = ids.photo_id(moment, ids.content_digest(stored.body))
+    photographer = keys.normalise_handle(
+        stored.metadata.get("instagram-handle") or stored.metadata.get("photographer")
+    )
+    photo = Photo(
+        photo_id=photo_id,
+        org_id=raw.org_id,
+        event_id=raw.event_id,
+        bucket=source.bucket,
+        raw_key=source.key,
+        processed_key=keys.processed_key(raw.org_id, raw.event_id, photo_id),
+        original_filename=raw.original_filename,
+        width=image.width,
+        height=image.height,
+        size=len(image.jpeg),
+        thumbhash=image.thumbhash,
+        captured_at=iso_utc(moment),
+        uploaded_at=source.uploaded_at,
+        photographer=photographer,
+    )
+    metadata = {
+        "original-key": keys.ascii_header_value(source.key)[:_MAX_ORIGINAL_KEY_HEADER],
+        "photo-id": photo_id,
+        "thumb-hash": image.thumbhash,
+    }
+    if photographer:
+        metadata["photographer"] = keys.ascii_header_value(photographer)
+    storage.put_object(
+        source.bucket,
+        photo.processed_key,
+        image.jpeg,
+        content_type="image/jpeg",
+        metadata=metadata,
+        tags=PROCESSED_TAGS,
+    )
+    log.info(
+        "preprocessed photo=%s key=%s size=%dx%d bytes=%d",
+        photo_id, source.key, image.width, image.height, len(image.jpeg),
+    )
+    return photo.to_dict()
+
+
+def detect_text(event: dict[str, Any], *, rekognition: Rekognition, settings: Settings) -> dict[str, Any]:
+    """Read bib numbers from the processed photo; return {"bibs": [...], "error": None}."""
+    photo = Photo.from_dict(event["photo"])
+    detections = rekognition.detect_text(photo.bucket, photo.processed_key)
+    bibs = bibs_from_detections(detections, settings.bib_rules)
+    log.info("detected photo=%s detections=%d bibs=%d", photo.photo_id, len(detections), len(bibs))
+    return {"bibs": bibs, "error": None}
+
+
+def index_faces(event: dict[str, Any], *, rekognition: Rekognition, settings: Settings) -> dict[str, Any]:
+    """Index the processed photo's faces in its event's collection; return their ids."""
+    photo = Photo.from_dict(event["photo"])
+    face_ids = rekognition.index_faces(
+        keys.collection_id(photo.org_id, photo.event_id),
+        photo.bucket,
+        photo.processed_key,
+        external_image_id=photo.photo_id,
+        max_faces=settings.index_max_faces,
+        quality_filter=settings.index_quality_filter,
+    )
+    log.info("indexed photo=%s faces=%d", photo.photo_id, len(face_ids))
+    return {"face_ids": face_ids, "face_count": len(face_ids), "error": None}
+
+
+def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
+    """Write the PHOTO item and one BIB_INDEX item per bib; return what was written.
+
+    Re-running writes the same items, removes BIB_INDEX items of bibs the photo no longer has,
+    and clears a FAILED record left by an earlier failed run of the same upload.
+    """
+    photo = Photo.from_dict(event["photo"])
+    found = event.get("analysis") or {}
+    text, faces = found.get("text") or {}, found.get("faces") or {}
+    analysis = Analysis(
+        bibs=tuple(text.get("bibs") or ()),
+        face_ids=tuple(faces.get("face_ids") or ()),
+        bibs_error=_error_name(text.get("error")),
+        faces_error=_error_name(faces.get("error")),
+    )
+    item = photo_item(photo, analysis)
+    deletes = _stale_keys(table, photo, set(analysis.bibs))
+    failure_id = _failure_photo_id(RawObject.from_dict(event))
+    if failure_id != photo.photo_id:
+        deletes.append({"PK": event_pk(photo.org_id, photo.event_id), "SK": photo_sk(failure_id)})
+    requests = table.write_batch([item, *bib_items(item)], deletes)
+    log.info("fanout photo=%s bibs=%d requests=%d", photo.photo_id, len(analysis.bibs), requests)
+    return {"photo_id": photo.photo_id, "bibs": list(analysis.bibs), "requests": requests}
+
+
+def record_failure(
+    event: dict[str, Any],
+    *,
+    table: Table,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> dict[str, Any]:
+    """Record a FAILED item for an upload whose processing failed; return its id and reason."""
+    source = RawObject.from_dict(event)
+    raw = keys.parse_raw_key(source.key)
+    photo = event.get("photo") or {}
+    photo_id = photo.get("photo_id") or _failure_photo_id(source)
+    caught = event.get("error") or {}
+    failure = Failure(
+        error=str(caught.get("Error") or "UnknownError"),
+        cause=_readable_cause(caught.get("Cause"))[:_MAX_CAUSE],
+        failed_at=iso_utc(now()),
+        extra={"bucket": source.bucket, "uploaded_at": source.uploaded_at, "raw_size": source.size},
+    )
+    table.put_item(failed_item(raw.org_id, raw.event_id, photo_id, source.key, failure))
+    log.warning("failed photo=%s key=%s error=%s", photo_id, source.key, failure.error)
+    return {"photo_id": photo_id, "status": "FAILED", "error": failure.error, "cause": failure.cause}
+
+
+def _stale_keys(table: Table, photo: Photo, bibs: set[str]) -> list[dict[str, str]]:
+    existing = table.get_item(event_pk(photo.org_id, photo.event_id), photo_sk(photo.photo_id))
+    old_bibs = set((existing or {}).get("bibs") or ())
+    return [
+        {"PK": bib_pk(photo.org_id, photo.event_id, bib), "SK": photo_sk(photo.photo_id)}
+        for bib in sorted(old_bibs - bibs)
+    ]
+
+
+def _failure_photo_id(source: RawObject) -> str:
+    # Before Preprocess succeeds there is no capture time or content hash: derive the id from the
+    # upload itself so every retry of the same upload records the same FAILED item.
+    return ids.photo_id(
+        parse_iso(source.uploaded_at), ids.object_digest(source.bucket, source.key, source.version)
+    )
+
+
+def _error_name(caught: Any) -> str | None:
+    if not caught:
+        return None
+    if isinstance(caught, dict):
+        return str(caught.get("Error") or "UnknownError")
+    return str(caught)
+
+
+def _readable_cause(cause: Any) -> str:
+    # Lambda errors arrive as a JSON string {"errorMessage", "errorType", "stackTrace"}.
+    if not cause:
+        return ""
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+        except ValueError:
+            return cause
+        if isinstance(parsed, dict) and parsed.get("errorMessage"):
+            return str(parsed["errorMessage"])
+    return str(cause)

@@ -1,0 +1,124 @@
+"""The real statemachine.json, executed by moto, with Task states running the app's functions."""
+
+from __future__ import annotations
+
+import pytest
+from chalice.test import Client
+
+from chalicelib import clients
+from chalicelib.bibs import TextDetection
+from chalicelib.errors import ThrottlingException
+from sandbox.lambdas import LocalLambdas
+from sandbox.stage import PROJECT_DIR
+from tests.conftest import STAGE
+from tests.fakes import FakeRekognition
+from tests.workflow_helpers import (
+    drain_queue,
+    items_by_type,
+    jpeg_bytes,
+    upload,
+    wait_for_executions,
+)
+
+import app as snaprace
+
+
+def _two_bibs(bucket, key):
+    return [
+        TextDetection("A1234", 97.0, "WORD"),
+        TextDetection("0567", 95.5, "WORD"),
+        TextDetection("1234", 99.0, "WORD"),
+        TextDetection("FINISH", 99.0, "WORD"),
+        TextDetection("A1234 0567", 96.0, "LINE"),
+    ]
+
+
+@pytest.fixture
+def rekognition(monkeypatch):
+    fake = FakeRekognition(text=_two_bibs, faces=lambda bucket, key: ["runner-1"])
+    monkeypatch.setattr(clients, "rekognition", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def lambdas():
+    dispatcher = LocalLambdas(snaprace.app, STAGE, retry_sleep_scale=0)
+    with dispatcher.installed():
+        yield dispatcher
+
+
+@pytest.fixture
+def client():
+    return Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
+
+
+def test_photo_with_two_bibs_and_a_face_becomes_one_photo_and_two_bib_items(
+    resources, rekognition, lambdas, client
+):
+    upload(resources, "acme/city-10k/raw/finish line/IMG 0001.jpg", jpeg_bytes(),
+           {"instagram-handle": "@Snap.Shooter"})
+    assert drain_queue(resources, client) == 2  # S3's s3:TestEvent, then the upload
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "SUCCEEDED", [(f["error"], f["cause"]) for f in items_by_type(resources).get("FAILED", [])]
+
+    items = items_by_type(resources)
+    (photo,) = items["PHOTO"]
+    assert photo["status"] == "PROCESSED"
+    assert photo["bibs"] == ["1234", "0567"]
+    assert len(photo["face_ids"]) == 1 and photo["face_count"] == 1
+    assert photo["photographer"] == "snap.shooter"
+    assert photo["original_filename"] == "IMG 0001.jpg"
+    assert photo["PK"] == "ORG#acme#EVT#city-10k"
+    assert photo["GSI1PK"] == "ORG#acme#EVT#city-10k#PG#snap.shooter"
+    bibs = sorted(items["BIB_INDEX"], key=lambda item: item["bib"])
+    assert [item["bib"] for item in bibs] == ["0567", "1234"]
+    assert {item["PK"] for item in bibs} == {"ORG#acme#EVT#city-10k#BIB#0567", "ORG#acme#EVT#city-10k#BIB#1234"}
+    for item in bibs:
+        assert item["SK"] == photo["SK"]
+        assert item["thumbhash"] == photo["thumbhash"]
+        assert item["processed_key"] == photo["processed_key"]
+    assert "FAILED" not in items
+    assert lambdas.invocations.count("preprocess") == 1
+    assert lambdas.invocations.count("fanout") == 1
+
+
+def test_detect_text_that_keeps_throttling_ends_with_no_bibs_but_the_photo_indexed(
+    resources, rekognition, lambdas, client
+):
+    rekognition.fail("detect_text", ThrottlingException("Rate exceeded"))
+    upload(resources, "acme/city-10k/raw/IMG_0002.jpg", jpeg_bytes())
+    drain_queue(resources, client)
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "SUCCEEDED", execution
+
+    items = items_by_type(resources)
+    (photo,) = items["PHOTO"]
+    assert photo["bibs"] == []
+    assert photo["bibs_error"] == "ThrottlingException"
+    assert photo["face_count"] == 1
+    assert "BIB_INDEX" not in items
+    # Retried before falling back: the first call plus MaxAttempts (6) retries, each after a
+    # jittered wait no longer than MaxDelaySeconds.
+    assert rekognition.calls.count("detect_text") == 7
+    assert len(lambdas.retry_sleeps) == 6
+    assert all(0 <= wait <= 30 for wait in lambdas.retry_sleeps)
+
+
+def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas, client):
+    truncated = jpeg_bytes()[:300]
+    upload(resources, "acme/city-10k/raw/broken.jpg", truncated)
+    drain_queue(resources, client)
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "FAILED"
+
+    items = items_by_type(resources)
+    (failed,) = items["FAILED"]
+    assert failed["error"] == "CorruptImage"
+    assert failed["raw_key"] == "acme/city-10k/raw/broken.jpg"
+    assert failed["cause"]
+    assert failed["GSI2PK"] == "ORG#acme#EVT#city-10k#FAILED"
+    assert "PHOTO" not in items
+    assert "detect_text" not in lambdas.invocations

@@ -1,0 +1,114 @@
+"""Helpers for tests that run the real statemachine.json through moto."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import boto3
+from PIL import Image
+
+from sandbox.resources import StageResources
+
+
+def jpeg_bytes(size: tuple[int, int] = (320, 240), colour: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+    """Return a small JPEG with some structure (a gradient and a block)."""
+    image = Image.new("RGB", size, colour)
+    for x in range(0, size[0], 4):
+        for y in range(0, size[1], 8):
+            image.putpixel((x, y), (x % 256, y % 256, 128))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def upload(res: StageResources, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+    boto3.client("s3").put_object(Bucket=res.bucket, Key=key, Body=body, Metadata=metadata or {})
+
+
+def drain_queue(res: StageResources, client) -> int:
+    """Deliver every queued S3 notification to the app's SQS handler; return how many."""
+    sqs = boto3.client("sqs")
+    delivered = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=res.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return delivered
+        for message in messages:
+            event = sqs_event(res, message["Body"], message["MessageId"])
+            client.lambda_.invoke("on_upload", event)
+            sqs.delete_message(QueueUrl=res.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            delivered += 1
+
+
+def sqs_event(res: StageResources, body: str, message_id: str = "m-1") -> dict[str, Any]:
+    """Return the Lambda event SQS delivers for one message."""
+    return {
+        "Records": [
+            {
+                "messageId": message_id,
+                "receiptHandle": f"rh-{message_id}",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": res.queue_arn,
+                "awsRegion": res.region,
+            }
+        ]
+    }
+
+
+def s3_notification(bucket: str, key: str, *, etag: str = "abc123", size: int = 1000,
+                    event_time: str = "2025-05-04T08:00:00.000Z", version_id: str | None = None) -> str:
+    """Return an S3 ObjectCreated notification body (key URL-encoded as S3 does)."""
+    from urllib.parse import quote_plus
+
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": "00A1"}
+    if version_id:
+        obj["versionId"] = version_id
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "us-east-1",
+                    "eventTime": event_time,
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": bucket}, "object": obj},
+                }
+            ]
+        }
+    )
+
+
+def wait_for_executions(res: StageResources, expected: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Wait until `expected` executions exist and none is running; return their descriptions."""
+    sfn = boto3.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = sfn.list_executions(stateMachineArn=res.state_machine_arn)["executions"]
+        if len(listed) >= expected and all(e["status"] != "RUNNING" for e in listed):
+            return [sfn.describe_execution(executionArn=e["executionArn"]) for e in listed]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"executions still running or missing: {listed}")
+        time.sleep(0.05)
+
+
+def items_by_type(res: StageResources) -> dict[str, list[dict[str, Any]]]:
+    """Return every table item grouped by type (and FAILED status)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    ddb = boto3.client("dynamodb")
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for page in ddb.get_paginator("scan").paginate(TableName=res.table_name):
+        for raw in page["Items"]:
+            item = {k: deserializer.deserialize(v) for k, v in raw.items()}
+            kind = "FAILED" if item.get("status") == "FAILED" else item["type"]
+            grouped.setdefault(kind, []).append(item)
+    return grouped
