@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import ids, keys
-from chalicelib.errors import NotAnS3Notification
+from chalicelib.errors import InvalidKey, NotAnS3Notification
 from chalicelib.model import RawObject, iso_utc, parse_iso
 from chalicelib.storage import Storage
 from chalicelib.workflow import Workflow
@@ -87,20 +87,19 @@ def ingest_notification(body: str, *, storage: Storage, workflow: Workflow) -> I
     """
     result = IngestResult()
     for upload in parse_notification(body):
-        if not upload.event_name.startswith("ObjectCreated") or not keys.is_raw_key(upload.key):
-            log.info("skip key=%s event=%s: not a raw upload", upload.key, upload.event_name)
+        if not upload.event_name.startswith("ObjectCreated") or not _is_raw_upload(upload.key):
             result.skipped.append(upload.key)
             continue
         _tag_raw(storage, upload)
-        version = upload.version_id or upload.etag or upload.event_time
         source = RawObject(
             bucket=upload.bucket,
             key=upload.key,
-            version=version,
+            version_id=upload.version_id,
+            etag=upload.etag,
             size=upload.size,
             uploaded_at=upload.event_time,
         )
-        name = ids.execution_name(upload.bucket, upload.key, version)
+        name = ids.execution_name(upload.bucket, upload.key, source.version)
         if workflow.start(name, source.to_dict()):
             log.info("started execution=%s key=%s", name, upload.key)
             result.started.append(name)
@@ -108,6 +107,21 @@ def ingest_notification(body: str, *, storage: Storage, workflow: Workflow) -> I
             log.info("execution=%s already exists key=%s", name, upload.key)
             result.already_started.append(name)
     return result
+
+
+def _is_raw_upload(key: str) -> bool:
+    try:
+        keys.parse_raw_key(key)
+    except InvalidKey as exc:
+        parts = key.split("/")
+        if len(parts) >= 4 and parts[2] == keys.RAW_FOLDER:
+            # In the raw folder but unusable (e.g. an org id with '#'): nobody can find this photo,
+            # so say so loudly rather than skip it quietly.
+            log.error("rejected upload key=%s: %s", key, exc)
+        else:
+            log.info("skip key=%s: not a raw upload", key)
+        return False
+    return True
 
 
 def _tag_raw(storage: Storage, upload: Upload) -> None:

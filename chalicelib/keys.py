@@ -64,15 +64,6 @@ def parse_raw_key(key: str) -> RawKey:
     return RawKey(org_id=org_id, event_id=event_id, filename=filename)
 
 
-def is_raw_key(key: str) -> bool:
-    """Return True if `key` is a raw upload key the pipeline should process."""
-    try:
-        parse_raw_key(key)
-    except InvalidKey:
-        return False
-    return True
-
-
 def processed_key(org_id: str, event_id: str, photo_id: str) -> str:
     """Return the S3 key of a photo's processed JPEG."""
     return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.jpg"

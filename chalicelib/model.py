@@ -83,9 +83,15 @@ class RawObject:
 
     bucket: str
     key: str
-    version: str  # S3 version id, else ETag: identifies the upload
+    version_id: str | None  # set when the bucket is versioned: Preprocess reads exactly this version
+    etag: str | None
     size: int
     uploaded_at: str  # ISO 8601 UTC, the S3 event time
+
+    @property
+    def version(self) -> str:
+        """What identifies this upload of the key: version id, else ETag, else the upload time."""
+        return self.version_id or self.etag or self.uploaded_at
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +101,8 @@ class RawObject:
         return cls(
             bucket=str(data["bucket"]),
             key=str(data["key"]),
-            version=str(data.get("version") or ""),
+            version_id=data.get("version_id") or None,
+            etag=data.get("etag") or None,
             size=int(data.get("size") or 0),
             uploaded_at=str(data["uploaded_at"]),
         )

@@ -50,7 +50,9 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
     """
     source = RawObject.from_dict(event)
     raw = keys.parse_raw_key(source.key)
-    stored = storage.get_object(source.bucket, source.key, max_bytes=settings.max_upload_bytes)
+    stored = storage.get_object(
+        source.bucket, source.key, max_bytes=settings.max_upload_bytes, version_id=source.version_id
+    )
     image = imaging.process_image(
         stored.body,
         max_width=settings.max_width,

@@ -30,13 +30,16 @@ class Storage:
     def __init__(self, client) -> None:
         self._s3 = client
 
-    def get_object(self, bucket: str, key: str, *, max_bytes: int) -> StoredObject:
-        """Return an object's bytes and user metadata.
+    def get_object(self, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None) -> StoredObject:
+        """Return an object's (or one version's) bytes and user metadata.
 
         Raises RawObjectMissing, ImageTooLarge (over `max_bytes`) or ThrottlingException.
         """
+        request = {"Bucket": bucket, "Key": key}
+        if version_id:
+            request["VersionId"] = version_id
         try:
-            response = self._s3.get_object(Bucket=bucket, Key=key)
+            response = self._s3.get_object(**request)
         except ClientError as exc:
             raise _translate(exc, f"s3://{bucket}/{key}") from exc
         length = int(response.get("ContentLength") or 0)

@@ -34,8 +34,10 @@ def table(resources):
     return Table(boto3.client("dynamodb"), resources.table_name, sleep=lambda s: None)
 
 
-def source(res, key, *, version="etag-1", uploaded_at="2025-05-04T09:00:00Z"):
-    return RawObject(bucket=res.bucket, key=key, version=version, size=1, uploaded_at=uploaded_at).to_dict()
+def source(res, key, *, version_id=None, etag="etag-1", uploaded_at="2025-05-04T09:00:00Z"):
+    return RawObject(
+        bucket=res.bucket, key=key, version_id=version_id, etag=etag, size=1, uploaded_at=uploaded_at
+    ).to_dict()
 
 
 def head(res, key):
@@ -70,6 +72,16 @@ def test_preprocess_gives_a_retry_the_same_photo_id(resources, storage, settings
     first = pipeline.preprocess(source(resources, key), storage=storage, settings=settings)
     second = pipeline.preprocess(source(resources, key), storage=storage, settings=settings)
     assert first == second
+
+
+def test_preprocess_reads_the_uploaded_version_even_after_an_overwrite(resources, storage, settings):
+    s3 = boto3.client("s3")
+    s3.put_bucket_versioning(Bucket=resources.bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "acme/e1/raw/IMG_V.jpg"
+    first = s3.put_object(Bucket=resources.bucket, Key=key, Body=jpeg_bytes((320, 240)))["VersionId"]
+    s3.put_object(Bucket=resources.bucket, Key=key, Body=jpeg_bytes((200, 100)))
+    photo = pipeline.preprocess(source(resources, key, version_id=first), storage=storage, settings=settings)
+    assert (photo["width"], photo["height"]) == (320, 240)
 
 
 def test_preprocess_accepts_the_instagram_handle_metadata(resources, storage, settings):

@@ -48,7 +48,7 @@ def test_duplicate_delivery_starts_one_execution(resources, client):
     started = execution_input(resources, execution)
     assert started["key"] == "acme/city-10k/raw/IMG_0001.jpg"
     assert started["bucket"] == resources.bucket
-    assert started["version"]
+    assert started["etag"] and started["version_id"] is None
     assert execution["stateMachineArn"] == (
         f"arn:aws:states:{resources.region}:{resources.account}:stateMachine:snaprace-dev-ingest"
     )
@@ -64,6 +64,13 @@ def test_processed_key_starts_nothing(resources, client):
     body = s3_notification(resources.bucket, "acme/city-10k/processed/01JTB2Y4X0ABCDEFGHJKMNPQRS.jpg")
     client.lambda_.invoke("on_upload", sqs_event(resources, body))
     assert executions(resources) == []
+
+
+def test_raw_key_with_an_unusable_org_id_is_rejected_loudly(resources, client, caplog):
+    body = s3_notification(resources.bucket, "acme#1/e1/raw/a.jpg")
+    client.lambda_.invoke("on_upload", sqs_event(resources, body))
+    assert executions(resources) == []
+    assert any(r.levelname == "ERROR" and "acme#1/e1/raw/a.jpg" in r.getMessage() for r in caplog.records)
 
 
 def test_body_that_is_not_an_s3_notification_is_dropped_without_error(resources, client):
