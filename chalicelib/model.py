@@ -6,13 +6,14 @@ Item shapes in the single table (every key is scoped by organisation AND event):
 |-----------|--------------------------------------|------------------|-------------------------------------------------------|------------------------------------------|
 | PHOTO     | ORG#{org}#EVT#{event}                | PHOTO#{photo_id} | ORG#{org}#EVT#{event}#PG#{handle} / PHOTO#{photo_id}  | -                                        |
 | BIB_INDEX | ORG#{org}#EVT#{event}#BIB#{bib}      | PHOTO#{photo_id} | -                                                     | -                                        |
-| FAILED    | ORG#{org}#EVT#{event}                | PHOTO#{photo_id} | -                                                     | ORG#{org}#EVT#{event}#FAILED / PHOTO#{id}|
+| FAILED    | ORG#{org}#EVT#{event}                | FAILED#{photo_id}| -                                                     | ORG#{org}#EVT#{event}#FAILED / FAILED#{id}|
 
 Photo ids are ULIDs ordered by capture time, so `ScanIndexForward=False` on any of these partitions
 lists newest capture first. Partition keys are matched exactly (never by prefix), so `run-5k` never
 matches `run-5k-2025` and organisations sharing an event id never see each other's photos. A
 BIB_INDEX item carries every field a search result shows, so a bib page is one Query.
-A FAILED item shares the PHOTO item's key: a later successful run overwrites it (and leaves GSI2).
+FAILED items sit beside PHOTO items in the event partition under their own SK prefix, so a gallery
+page is one Query on `begins_with(SK, "PHOTO#")`; a later successful run of the photo deletes it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ STATUS_FAILED = "FAILED"
 # Fields copied onto BIB_INDEX items: what a search result shows.
 DISPLAY_FIELDS = (
     "photo_id",
+    "bucket",
     "org_id",
     "event_id",
     "processed_key",
@@ -58,8 +60,16 @@ def failed_pk(org_id: str, event_id: str) -> str:
     return f"{event_pk(org_id, event_id)}#FAILED"
 
 
+PHOTO_PREFIX = "PHOTO#"
+FAILED_PREFIX = "FAILED#"
+
+
 def photo_sk(photo_id: str) -> str:
-    return f"PHOTO#{photo_id}"
+    return f"{PHOTO_PREFIX}{photo_id}"
+
+
+def failed_sk(photo_id: str) -> str:
+    return f"{FAILED_PREFIX}{photo_id}"
 
 
 def iso_utc(moment: datetime) -> str:
@@ -200,7 +210,7 @@ def failed_item(
     org_id: str, event_id: str, photo_id: str, raw_key: str, failure: Failure
 ) -> dict[str, Any]:
     """Return the FAILED item that records why a photo could not be processed."""
-    sk = photo_sk(photo_id)
+    sk = failed_sk(photo_id)
     return _without_none(
         {
             "PK": event_pk(org_id, event_id),

@@ -26,6 +26,7 @@ from chalicelib.model import (
     bib_pk,
     event_pk,
     failed_item,
+    failed_sk,
     iso_utc,
     parse_iso,
     photo_item,
@@ -130,7 +131,7 @@ def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
     """Write the PHOTO item and one BIB_INDEX item per bib; return what was written.
 
     Re-running writes the same items, removes BIB_INDEX items of bibs the photo no longer has,
-    and clears a FAILED record left by an earlier failed run of the same upload.
+    and clears any FAILED record an earlier failed run of the same upload or photo left.
     """
     photo = Photo.from_dict(event["photo"])
     found = event.get("analysis") or {}
@@ -143,9 +144,8 @@ def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
     )
     item = photo_item(photo, analysis)
     deletes = _stale_keys(table, photo, set(analysis.bibs))
-    failure_id = _failure_photo_id(RawObject.from_dict(event))
-    if failure_id != photo.photo_id:
-        deletes.append({"PK": event_pk(photo.org_id, photo.event_id), "SK": photo_sk(failure_id)})
+    for failed_id in sorted({photo.photo_id, _failure_photo_id(RawObject.from_dict(event))}):
+        deletes.append({"PK": event_pk(photo.org_id, photo.event_id), "SK": failed_sk(failed_id)})
     requests = table.write_batch([item, *bib_items(item)], deletes)
     log.info("fanout photo=%s bibs=%d requests=%d", photo.photo_id, len(analysis.bibs), requests)
     return {"photo_id": photo.photo_id, "bibs": list(analysis.bibs), "requests": requests}

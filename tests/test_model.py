@@ -81,7 +81,7 @@ def test_failed_item_is_listed_in_the_failure_index():
     failure = Failure(error="CorruptImage", cause="truncated", failed_at="2025-05-04T09:00:00Z")
     item = failed_item("acme", "run-5k", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/run-5k/raw/x/IMG.jpg", failure)
     assert item["status"] == "FAILED"
-    assert item["SK"] == "PHOTO#01JTB2Y4X0ABCDEFGHJKMNPQRS"
+    assert item["SK"] == "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS"
     assert item["GSI2PK"] == "ORG#acme#EVT#run-5k#FAILED"
     assert item["original_filename"] == "IMG.jpg"
     assert (item["error"], item["cause"]) == ("CorruptImage", "truncated")

@@ -170,7 +170,7 @@ def test_fanout_removes_bib_items_the_photo_no_longer_has(resources, table, phot
 def test_fanout_clears_the_failure_an_earlier_run_recorded(resources, table, photo):
     failed = {**source(resources, photo["raw_key"]), "error": {"Error": "ThrottlingException", "Cause": "x"}}
     recorded = pipeline.record_failure(failed, table=table)
-    assert ("ORG#acme#EVT#e1", f"PHOTO#{recorded['photo_id']}") in _keys(table)
+    assert ("ORG#acme#EVT#e1", f"FAILED#{recorded['photo_id']}") in _keys(table)
     pipeline.fanout(_fanout_event(resources, photo, []), table=table)
     assert _keys(table) == [("ORG#acme#EVT#e1", f"PHOTO#{photo['photo_id']}")]
 
@@ -181,7 +181,7 @@ def test_record_failure_keeps_the_lambda_error_message(resources, table):
         "error": {"Error": "CorruptImage", "Cause": '{"errorMessage": "JPEG is truncated", "errorType": "CorruptImage"}'},
     }
     result = pipeline.record_failure(event, table=table, now=lambda: datetime(2025, 5, 4, 10, tzinfo=timezone.utc))
-    item = table.get_item("ORG#acme#EVT#e1", f"PHOTO#{result['photo_id']}")
+    item = table.get_item("ORG#acme#EVT#e1", f"FAILED#{result['photo_id']}")
     assert item["status"] == "FAILED"
     assert (item["error"], item["cause"]) == ("CorruptImage", "JPEG is truncated")
     assert item["failed_at"] == "2025-05-04T10:00:00Z"
@@ -190,6 +190,9 @@ def test_record_failure_keeps_the_lambda_error_message(resources, table):
     assert pipeline.record_failure(event, table=table)["photo_id"] == result["photo_id"]
 
 
-def test_record_failure_after_preprocess_uses_the_photo_id(resources, table, photo):
+def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_clears_it(resources, table, photo):
     event = {**source(resources, photo["raw_key"]), "photo": photo, "error": {"Error": "UnprocessedItemsError", "Cause": "x"}}
     assert pipeline.record_failure(event, table=table)["photo_id"] == photo["photo_id"]
+    assert _keys(table) == [("ORG#acme#EVT#e1", f"FAILED#{photo['photo_id']}")]
+    pipeline.fanout(_fanout_event(resources, photo, []), table=table)
+    assert _keys(table) == [("ORG#acme#EVT#e1", f"PHOTO#{photo['photo_id']}")]
