@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from urllib.parse import unquote
 
-from chalice import Chalice
+from chalice import Chalice, Response
 
-from chalicelib import clients, ingest, pipeline
+from chalicelib import clients, ingest, pipeline, search
 from chalicelib.config import AppSettings
-from chalicelib.errors import NotAnS3Notification
+from chalicelib.errors import (
+    CorruptImage,
+    EmptyImage,
+    ImageTooLarge,
+    InvalidRequest,
+    NoFaceInImage,
+    NotAnS3Notification,
+    PhotoNotFound,
+    SelfieTooLarge,
+    SnapRaceError,
+    TransientError,
+    UnsupportedImageFormat,
+)
 
 _settings = AppSettings.from_env()
 
 app = Chalice(app_name="snaprace")
 app.log.setLevel(_settings.log_level)
 logging.getLogger("chalicelib").setLevel(_settings.log_level)
+
+SELFIE_CONTENT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "application/octet-stream"]
+for _content_type in SELFIE_CONTENT_TYPES:
+    if _content_type not in app.api.binary_types:
+        app.api.binary_types.append(_content_type)
 
 
 # --- ingest trigger: S3 upload event -> SQS -> one Step Functions execution per raw photo ------
@@ -65,6 +84,127 @@ def fanout(event, context):
 @app.lambda_function(name="record_failure")
 def record_failure(event, context):
     return pipeline.record_failure(event, table=clients.table())
+
+
+# --- search API ------------------------------------------------------------------------------
+
+
+def api(handler):
+    """Decode path parameters; turn named errors into JSON errors, never a bare 500."""
+
+    @functools.wraps(handler)
+    def wrapper(**path_params):
+        try:
+            # Chalice passes path parameters still percent-encoded (aws/chalice#511).
+            return handler(**{name: unquote(value) for name, value in path_params.items()})
+        except SnapRaceError as exc:
+            return _error_response(exc)
+        except Exception:  # noqa: BLE001 - logged with its traceback, answered as JSON
+            app.log.exception("unhandled error path=%s", app.current_request.path)
+            return _json_error(500, "InternalError", "something went wrong on our side; try again")
+
+    return wrapper
+
+
+@app.route("/events/{org_id}/{event_id}/photos", methods=["GET"])
+@api
+def list_photos(org_id, event_id):
+    return search.gallery(org_id, event_id, **_paging(), **_reads())
+
+
+@app.route("/events/{org_id}/{event_id}/photos/{photo_id}", methods=["GET"])
+@api
+def get_photo(org_id, event_id, photo_id):
+    return search.photo(org_id, event_id, photo_id, table=clients.table(), url_for=_url_for())
+
+
+@app.route("/events/{org_id}/{event_id}/bibs/{bib}/photos", methods=["GET"])
+@api
+def list_bib_photos(org_id, event_id, bib):
+    return search.bib_photos(org_id, event_id, bib, **_paging(), **_reads())
+
+
+@app.route("/events/{org_id}/{event_id}/photographers/{handle}/photos", methods=["GET"])
+@api
+def list_photographer_photos(org_id, event_id, handle):
+    return search.photographer_photos(org_id, event_id, handle, **_paging(), **_reads())
+
+
+# Its own route with only binary content types: `chalice deploy` rejects a route mixing binary and
+# JSON types.
+@app.route("/events/{org_id}/{event_id}/selfie-search", methods=["POST"], content_types=SELFIE_CONTENT_TYPES)
+@api
+def selfie_search(org_id, event_id):
+    return search.selfie_search(
+        org_id, event_id, app.current_request.raw_body,
+        rekognition=clients.rekognition(), table=clients.table(), url_for=_url_for(),
+        settings=clients.settings(),
+    )
+
+
+# The browser's preflight for the selfie POST (an image/* body is not a "simple" request); it
+# carries no body, so it has its own route with the default content type.
+@app.route("/events/{org_id}/{event_id}/selfie-search", methods=["OPTIONS"])
+def selfie_search_preflight(org_id, event_id):
+    return Response(body="", status_code=204)
+
+
+@app.middleware("http")
+def cors(event, get_response):
+    """Allow only the configured origins (echoed back, never `*` unless configured)."""
+    response = get_response(event)
+    origin = (event.headers or {}).get("origin")
+    allowed = _settings.cors_allowed_origins
+    if origin and ("*" in allowed or origin in allowed):
+        response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
+        response.headers["Access-Control-Allow-Methods"] = "GET,POST,OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+        if "*" not in allowed:
+            response.headers["Vary"] = "Origin"
+    return response
+
+
+# HTTP status per named error, most specific first. Chosen here only.
+_STATUS = (
+    (SelfieTooLarge, 413),
+    (ImageTooLarge, 413),
+    (NoFaceInImage, 422),
+    (UnsupportedImageFormat, 415),
+    (CorruptImage, 400),
+    (EmptyImage, 400),
+    (InvalidRequest, 400),
+    (PhotoNotFound, 404),
+    (TransientError, 503),
+)
+
+
+def _error_response(exc: SnapRaceError) -> Response:
+    for error_type, status in _STATUS:
+        if isinstance(exc, error_type):
+            if status >= 500:
+                app.log.warning("api error path=%s: %r", app.current_request.path, exc)
+            return _json_error(status, type(exc).__name__, str(exc))
+    app.log.error("unmapped error path=%s: %r", app.current_request.path, exc)
+    return _json_error(500, "InternalError", "something went wrong on our side; try again")
+
+
+def _json_error(status: int, code: str, message: str) -> Response:
+    headers = {"Retry-After": "1"} if status == 503 else {}
+    return Response(body={"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _paging() -> dict:
+    params = app.current_request.query_params or {}
+    return {"limit": params.get("limit"), "cursor": params.get("cursor")}
+
+
+def _reads() -> dict:
+    return {"table": clients.table(), "url_for": _url_for(), "settings": clients.settings()}
+
+
+def _url_for():
+    return search.url_builder(clients.settings(), clients.storage())
 
 
 def _message_id(record) -> str:

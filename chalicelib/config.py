@@ -49,6 +49,16 @@ class Settings:
     fanout_max_attempts: int = 8
     fanout_base_delay_ms: int = 50
     fanout_max_delay_ms: int = 2000
+    # Search API
+    cursor_secret: str = ""
+    page_default_limit: int = 30
+    page_max_limit: int = 100
+    cdn_base_url: str = ""  # empty: presigned S3 GET URLs instead
+    url_expires_seconds: int = 3600
+    selfie_max_bytes: int = 10 * 1024 * 1024
+    selfie_max_side: int = 1920
+    search_threshold: float = 85.0
+    search_max_faces: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +83,15 @@ class Settings:
             fanout_max_attempts=_int(env, "FANOUT_MAX_ATTEMPTS", cls.fanout_max_attempts),
             fanout_base_delay_ms=_int(env, "FANOUT_BASE_DELAY_MS", cls.fanout_base_delay_ms),
             fanout_max_delay_ms=_int(env, "FANOUT_MAX_DELAY_MS", cls.fanout_max_delay_ms),
+            cursor_secret=_secret(env, "CURSOR_SECRET"),
+            page_default_limit=_int(env, "PAGE_DEFAULT_LIMIT", cls.page_default_limit),
+            page_max_limit=_int(env, "PAGE_MAX_LIMIT", cls.page_max_limit),
+            cdn_base_url=env.get("CDN_BASE_URL", "").strip().rstrip("/"),
+            url_expires_seconds=_int(env, "URL_EXPIRES_SECONDS", cls.url_expires_seconds),
+            selfie_max_bytes=_int(env, "SELFIE_MAX_BYTES", cls.selfie_max_bytes),
+            selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
+            search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
+            search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
         )
 
 
@@ -83,6 +102,7 @@ class AppSettings:
     queue_name: str
     max_concurrency: int
     log_level: str
+    cors_allowed_origins: tuple[str, ...]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -92,6 +112,7 @@ class AppSettings:
             queue_name=_required(env, "INGEST_QUEUE_NAME"),
             max_concurrency=_int(env, "INGEST_MAX_CONCURRENCY", 10),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS", ()),
         )
 
 
@@ -99,6 +120,13 @@ def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
         raise ConfigurationError(f"environment variable {name} is required")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _required(env, name)
+    if len(value) < 16:
+        raise ConfigurationError(f"{name} must be at least 16 characters")
     return value
 
 

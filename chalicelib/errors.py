@@ -54,6 +54,49 @@ class RawObjectMissing(InvalidInput):
     """The raw object named by the execution input no longer exists."""
 
 
+# --- search API requests (app.py maps each to an HTTP status) ---------------------------------
+
+
+class InvalidRequest(InvalidInput):
+    """Base for malformed API requests (400)."""
+
+
+class InvalidId(InvalidRequest):
+    """An organisation, event or photo id is malformed."""
+
+
+class InvalidBib(InvalidRequest):
+    """The bib is not a bib number under the stage's rules."""
+
+
+class InvalidHandle(InvalidRequest):
+    """The photographer handle is empty or has characters handles never have."""
+
+
+class InvalidLimit(InvalidRequest):
+    """`limit` is not an integer within the allowed range."""
+
+
+class InvalidCursor(InvalidRequest):
+    """`cursor` was not issued by this API for this listing, or was altered."""
+
+
+class EmptyBody(InvalidRequest):
+    """The request needs a body and has none."""
+
+
+class SelfieTooLarge(InvalidInput):
+    """The selfie is larger than the configured byte limit (413)."""
+
+
+class NoFaceInImage(InvalidInput):
+    """The selfie shows no face to search with (422)."""
+
+
+class PhotoNotFound(SnapRaceError):
+    """No photo, processed or failed, has this id in this event (404)."""
+
+
 # --- transient AWS conditions: Step Functions and SQS retry these -----------------------------
 
 

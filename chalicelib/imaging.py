@@ -119,6 +119,30 @@ class ProcessedImage:
 
 def process_image(data: bytes, *, max_width: int, jpeg_quality: int, max_pixels: int) -> ProcessedImage:
     """Return `data` as an upright sRGB JPEG at most `max_width` wide; raise an InvalidImage subclass."""
+    rgb, captured_at = _render(data, max_width=max_width, max_height=None, max_pixels=max_pixels)
+    return ProcessedImage(
+        jpeg=_jpeg(rgb, jpeg_quality),
+        width=rgb.width,
+        height=rgb.height,
+        thumbhash=_thumbhash(rgb),
+        captured_at=captured_at,
+    )
+
+
+def analysis_jpeg(data: bytes, *, max_side: int, max_pixels: int, jpeg_quality: int = 90) -> tuple[bytes, int, int]:
+    """Return (JPEG, width, height) of `data` upright with both sides at most `max_side`.
+
+    For sending a user's image (a selfie) to a face service: any supported format, any
+    orientation; raises an InvalidImage subclass.
+    """
+    rgb, _ = _render(data, max_width=max_side, max_height=max_side, max_pixels=max_pixels)
+    return _jpeg(rgb, jpeg_quality), rgb.width, rgb.height
+
+
+def _render(
+    data: bytes, *, max_width: int, max_height: int | None, max_pixels: int
+) -> tuple[Image.Image, datetime | None]:
+    """Return the upright 8-bit sRGB pixels of `data` within the size limits, and the capture time."""
     if not data:
         raise EmptyImage("the upload has zero bytes")
     image = _open(data, max_pixels)
@@ -127,7 +151,7 @@ def process_image(data: bytes, *, max_width: int, jpeg_quality: int, max_pixels:
     if isinstance(image, JpegImagePlugin.JpegImageFile):
         # The draft size depends on the orientation, so JPEG EXIF is read before decoding.
         orientation, captured_at = _exif_facts(image)
-        stored_target = _stored_target_size(image.size, orientation, max_width)
+        stored_target = _stored_target_size(image.size, orientation, max_width, max_height)
         if stored_target != image.size:
             # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, to the smallest size >= the target.
             image.draft("RGB", stored_target)
@@ -137,7 +161,7 @@ def process_image(data: bytes, *, max_width: int, jpeg_quality: int, max_pixels:
         # TIFF loader applies the orientation itself and then drops the tag.
         _load(image, fmt)
         orientation, captured_at = _exif_facts(image)
-        stored_target = _stored_target_size(image.size, orientation, max_width)
+        stored_target = _stored_target_size(image.size, orientation, max_width, max_height)
 
     icc_profile = image.info.get("icc_profile")
     working = _to_working_mode(image, fmt)
@@ -149,16 +173,13 @@ def process_image(data: bytes, *, max_width: int, jpeg_quality: int, max_pixels:
         rgb = rgb.transpose(_UPRIGHT[orientation])
     # Pillow writes some info keys (e.g. a JPEG comment) into the saved file: the output carries none.
     rgb.info = {}
+    return rgb, captured_at
 
+
+def _jpeg(rgb: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    rgb.save(buffer, "JPEG", quality=jpeg_quality, progressive=True)
-    return ProcessedImage(
-        jpeg=buffer.getvalue(),
-        width=rgb.width,
-        height=rgb.height,
-        thumbhash=_thumbhash(rgb),
-        captured_at=captured_at,
-    )
+    rgb.save(buffer, "JPEG", quality=quality, progressive=True)
+    return buffer.getvalue()
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -268,13 +289,17 @@ def _describe(data: bytes) -> str:
 # --- pixels --------------------------------------------------------------------------------
 
 
-def _stored_target_size(size: tuple[int, int], orientation: int, max_width: int) -> tuple[int, int]:
-    """Return the pre-rotation size whose upright width is at most `max_width`, never enlarging."""
+def _stored_target_size(
+    size: tuple[int, int], orientation: int, max_width: int, max_height: int | None = None
+) -> tuple[int, int]:
+    """Return the pre-rotation size whose upright size fits the limits, never enlarging."""
     width, height = size
-    upright_width = height if orientation in _SWAPS_AXES else width
-    if upright_width <= max_width:
-        return size
+    upright_width, upright_height = (height, width) if orientation in _SWAPS_AXES else (width, height)
     scale = max_width / upright_width
+    if max_height is not None:
+        scale = min(scale, max_height / upright_height)
+    if scale >= 1:
+        return size
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 

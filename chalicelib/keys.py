@@ -77,6 +77,14 @@ def normalise_handle(handle: str | None) -> str | None:
     return cleaned or None
 
 
+_HANDLE = re.compile(r"[^\s#/\\\x00-\x1f\x7f]{1,64}")
+
+
+def is_valid_handle(handle: str) -> bool:
+    """Return True if a normalised handle can key the photographer index (1-64 chars, no '#', '/')."""
+    return _HANDLE.fullmatch(handle) is not None
+
+
 def collection_id(org_id: str, event_id: str) -> str:
     """Return the Rekognition face collection id for an event."""
     return _COLLECTION_DISALLOWED.sub("_", f"{org_id}-{event_id}")[:_COLLECTION_MAX]

@@ -177,7 +177,7 @@ def photo_item(photo: Photo, analysis: Analysis) -> dict[str, Any]:
         "type": PHOTO,
         "status": STATUS_PROCESSED,
         **photo.to_dict(),
-        "bibs": list(analysis.bibs),
+        "bibs": list(dict.fromkeys(analysis.bibs)),
         "face_ids": list(analysis.face_ids),
         "face_count": len(analysis.face_ids),
     }
@@ -202,7 +202,7 @@ def bib_items(photo_item_: dict[str, Any]) -> list[dict[str, Any]]:
             "bib": bib,
             **display,
         }
-        for bib in photo_item_["bibs"]
+        for bib in dict.fromkeys(photo_item_["bibs"])  # one item per bib, even if listed twice
     ]
 
 
@@ -234,3 +234,34 @@ def failed_item(
 
 def _without_none(item: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in item.items() if value is not None}
+
+
+def photo_view(item: dict[str, Any], url: str) -> dict[str, Any]:
+    """Return the API's Photo for a PHOTO or BIB_INDEX item."""
+    return {
+        "photo_id": item["photo_id"],
+        "org_id": item["org_id"],
+        "event_id": item["event_id"],
+        "status": STATUS_PROCESSED,
+        "url": url,
+        "width": int(item["width"]),
+        "height": int(item["height"]),
+        "thumbhash": item["thumbhash"],
+        "bibs": list(item.get("bibs") or []),
+        "photographer": item.get("photographer"),
+        "captured_at": item["captured_at"],
+        "original_filename": item["original_filename"],
+    }
+
+
+def failed_view(item: dict[str, Any]) -> dict[str, Any]:
+    """Return the API's FailedPhoto for a FAILED item: what went wrong and with which file."""
+    return {
+        "photo_id": item["photo_id"],
+        "org_id": item["org_id"],
+        "event_id": item["event_id"],
+        "status": STATUS_FAILED,
+        "original_filename": item.get("original_filename"),
+        "failed_at": item.get("failed_at"),
+        "reason": {"code": item.get("error", "UnknownError"), "message": item.get("cause", "")},
+    }

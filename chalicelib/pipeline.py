@@ -62,9 +62,7 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
     )
     moment = ids.capture_moment(image.captured_at, parse_iso(source.uploaded_at))
     photo_id = ids.photo_id(moment, ids.content_digest(stored.body))
-    photographer = keys.normalise_handle(
-        stored.metadata.get("instagram-handle") or stored.metadata.get("photographer")
-    )
+    photographer = _photographer(stored.metadata, source.key)
     photo = Photo(
         photo_id=photo_id,
         org_id=raw.org_id,
@@ -172,6 +170,16 @@ def record_failure(
     table.put_item(failed_item(raw.org_id, raw.event_id, photo_id, source.key, failure))
     log.warning("failed photo=%s key=%s error=%s", photo_id, source.key, failure.error)
     return {"photo_id": photo_id, "status": "FAILED", "error": failure.error, "cause": failure.cause}
+
+
+def _photographer(metadata: dict[str, str], key: str) -> str | None:
+    given = metadata.get("instagram-handle") or metadata.get("photographer")
+    handle = keys.normalise_handle(given)
+    if handle is not None and not keys.is_valid_handle(handle):
+        # Kept out of the photographer index (it would break the key), but said, not dropped quietly.
+        log.warning("ignored photographer handle=%r key=%s: not a usable handle", given, key)
+        return None
+    return handle
 
 
 def _stale_keys(table: Table, photo: Photo, bibs: set[str]) -> list[dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Rekognition adapter: DetectText, IndexFaces, CreateCollection, SearchFacesByImage.
+"""Rekognition adapter: DetectText, IndexFaces, CreateCollection, DetectFaces, SearchFacesByImage.
 
 Returns domain values (TextDetection, face ids) and raises chalicelib.errors; nothing else knows
 what a Rekognition response looks like.
@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from chalicelib.bibs import TextDetection
 from chalicelib.errors import (
     InvalidImage,
+    NoFaceInImage,
     ProvisionedThroughputExceededException,
     ThrottlingException,
 )
@@ -23,6 +24,21 @@ log = logging.getLogger(__name__)
 
 class CollectionNotFound(Exception):
     """The event has no face collection yet (internal to the adapter and its callers)."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: its bounding box as fractions of the image, and the detection confidence."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    confidence: float
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
 
 
 @dataclass(frozen=True)
@@ -94,12 +110,30 @@ class Rekognition:
             if _code(exc) != "ResourceAlreadyExistsException":
                 raise _translate(exc) from exc
 
+    def detect_faces(self, image: bytes) -> list[FaceBox]:
+        """Return the faces in an image (bytes), largest first."""
+        try:
+            response = self._rek.detect_faces(Image={"Bytes": image}, Attributes=["DEFAULT"])
+        except ClientError as exc:
+            raise _translate(exc) from exc
+        faces = [
+            FaceBox(
+                left=float(face["BoundingBox"].get("Left", 0.0)),
+                top=float(face["BoundingBox"].get("Top", 0.0)),
+                width=float(face["BoundingBox"].get("Width", 0.0)),
+                height=float(face["BoundingBox"].get("Height", 0.0)),
+                confidence=float(face.get("Confidence", 0.0)),
+            )
+            for face in response.get("FaceDetails", [])
+        ]
+        return sorted(faces, key=lambda face: face.area, reverse=True)
+
     def search_faces_by_image(
         self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
     ) -> list[FaceMatch]:
         """Return the faces in a collection that match the largest face in `image`.
 
-        Raises CollectionNotFound, InvalidImage (no face, bad image) or a throttling error.
+        Raises CollectionNotFound, NoFaceInImage, InvalidImage or a throttling error.
         """
         try:
             response = self._rek.search_faces_by_image(
@@ -111,6 +145,9 @@ class Rekognition:
         except ClientError as exc:
             if _code(exc) == "ResourceNotFoundException":
                 raise CollectionNotFound(collection_id) from exc
+            if _code(exc) == "InvalidParameterException":
+                # What SearchFacesByImage says when it finds no face in the image.
+                raise NoFaceInImage("no face found in the image") from exc
             raise _translate(exc) from exc
         return [
             FaceMatch(

@@ -87,6 +87,25 @@ class Table:
         item = response.get("Item")
         return _decode(item) if item else None
 
+    def get_items(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        """Return the items that exist among `keys` (BatchGetItem, 100 keys a call), in any order."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.name: {"Keys": [_encode(k) for k in keys[start : start + 100]]}}
+            for attempt in range(self._max_attempts):
+                try:
+                    response = self._ddb.batch_get_item(RequestItems=pending)
+                except ClientError as exc:
+                    raise _translate(exc) from exc
+                found += [_decode(item) for item in response.get("Responses", {}).get(self.name, [])]
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                self._sleep(random.uniform(0, min(self._max_delay, self._base_delay * 2**attempt)))
+            else:
+                raise UnprocessedItemsError("BatchGetItem left keys unprocessed after every attempt")
+        return found
+
     def put_item(self, item: dict[str, Any]) -> None:
         """Write one item (overwriting the same key)."""
         try:
@@ -114,8 +133,9 @@ class Table:
         limit: int,
         start_key: dict[str, Any] | None = None,
         newest_first: bool = True,
+        sk_prefix: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Return one page of a partition's items and the key to continue from (or None)."""
+        """Return one page (one Query) of a partition's items and the key to continue from, or None."""
         pk_name = f"{index}PK" if index else "PK"
         request: dict[str, Any] = {
             "TableName": self.name,
@@ -125,6 +145,10 @@ class Table:
             "Limit": limit,
             "ScanIndexForward": not newest_first,
         }
+        if sk_prefix:
+            request["KeyConditionExpression"] += " AND begins_with(#sk, :sk)"
+            request["ExpressionAttributeNames"]["#sk"] = f"{index}SK" if index else "SK"
+            request["ExpressionAttributeValues"][":sk"] = {"S": sk_prefix}
         if index:
             request["IndexName"] = index
         if start_key:

@@ -12,16 +12,21 @@ import uuid
 from collections.abc import Callable
 
 from chalicelib.bibs import TextDetection
-from chalicelib.rekognition import CollectionNotFound, FaceMatch
+from chalicelib.errors import NoFaceInImage
+from chalicelib.rekognition import CollectionNotFound, FaceBox, FaceMatch
 
 TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
-FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels in the image
+FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels, largest first
+PeopleScript = Callable[[bytes], list[str]]  # image bytes -> person labels, largest first
 
 
 class FakeRekognition:
-    def __init__(self, text: TextScript | None = None, faces: FaceScript | None = None) -> None:
+    def __init__(
+        self, text: TextScript | None = None, faces: FaceScript | None = None, people: PeopleScript | None = None
+    ) -> None:
         self._text = text or (lambda bucket, key: [])
         self._faces = faces or (lambda bucket, key: [])
+        self._people = people or (lambda image: [])
         self.collections: dict[str, dict[str, tuple[str, str]]] = {}  # id -> face id -> (person, image)
         self.errors: dict[str, list[Exception] | Exception] = {}
         self.calls: list[str] = []
@@ -72,18 +77,26 @@ class FakeRekognition:
             faces.update(new)
         return list(new)
 
+    def detect_faces(self, image: bytes) -> list[FaceBox]:
+        self._maybe_raise("detect_faces")
+        people = self._people(image)
+        # Largest first, as the adapter returns them.
+        return [FaceBox(0.1, 0.1, 0.5 / (n + 1), 0.5 / (n + 1), 99.0) for n, _ in enumerate(people)]
+
     def search_faces_by_image(
         self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
     ) -> list[FaceMatch]:
-        """Matches faces whose person label equals `image` decoded as text (tests pass labels)."""
+        """Matches the indexed faces of the image's largest person; like the service, 99 similarity."""
         self._maybe_raise("search_faces_by_image")
+        people = self._people(image)
         with self._lock:
             if collection_id not in self.collections:
                 raise CollectionNotFound(collection_id)
-            person = image.decode("utf-8", "replace")
+            if not people:
+                raise NoFaceInImage("no face found in the image")
             matches = [
                 FaceMatch(face_id=face_id, external_image_id=external, similarity=99.0)
                 for face_id, (label, external) in self.collections[collection_id].items()
-                if label == person and 99.0 >= threshold
+                if label == people[0] and 99.0 >= threshold
             ]
         return matches[:max_faces]

@@ -1,0 +1,197 @@
+"""Search services behind the HTTP API: gallery, one photo, bib, photographer and selfie search.
+
+Plain functions with their dependencies passed in. They validate every input (raising the
+InvalidRequest family, NoFaceInImage, SelfieTooLarge, PhotoNotFound) and return JSON-ready dicts;
+app.py only picks HTTP status codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from chalicelib import ids, imaging, keys
+from chalicelib.bibs import normalise_bib
+from chalicelib.config import Settings
+from chalicelib.cursors import decode_cursor, encode_cursor
+from chalicelib.errors import (
+    EmptyBody,
+    InvalidBib,
+    InvalidHandle,
+    InvalidId,
+    InvalidLimit,
+    NoFaceInImage,
+    PhotoNotFound,
+    SelfieTooLarge,
+)
+from chalicelib.model import (
+    PHOTO_PREFIX,
+    bib_pk,
+    event_pk,
+    failed_sk,
+    failed_view,
+    photo_sk,
+    photo_view,
+    photographer_pk,
+)
+from chalicelib.rekognition import CollectionNotFound, Rekognition
+from chalicelib.storage import Storage
+from chalicelib.table import GSI1, Table
+
+log = logging.getLogger(__name__)
+
+UrlFor = Callable[[dict[str, Any]], str]
+
+
+def url_builder(settings: Settings, storage: Storage) -> UrlFor:
+    """Return a function giving an item's image URL: under the CDN base URL, else presigned S3."""
+    if settings.cdn_base_url:
+        base = settings.cdn_base_url
+        return lambda item: f"{base}/{quote(item['processed_key'])}"
+    expires = settings.url_expires_seconds
+    return lambda item: storage.presigned_get_url(item["bucket"], item["processed_key"], expires_in=expires)
+
+
+def gallery(
+    org_id: str, event_id: str, *, limit: str | None, cursor: str | None, table: Table, url_for: UrlFor, settings: Settings
+) -> dict[str, Any]:
+    """Return one page of an event's processed photos, newest capture first."""
+    _check_event(org_id, event_id)
+    return _page(
+        table, url_for, settings, pk=event_pk(org_id, event_id), index=None, scope="gallery",
+        limit=limit, cursor=cursor, sk_prefix=PHOTO_PREFIX,
+    )
+
+
+def bib_photos(
+    org_id: str, event_id: str, bib: str, *, limit: str | None, cursor: str | None, table: Table,
+    url_for: UrlFor, settings: Settings,
+) -> dict[str, Any]:
+    """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
+    _check_event(org_id, event_id)
+    normalised = normalise_bib(bib, settings.bib_rules)
+    if normalised is None:
+        raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
+    page = _page(
+        table, url_for, settings, pk=bib_pk(org_id, event_id, normalised), index=None, scope="bib",
+        limit=limit, cursor=cursor,
+    )
+    return {"bib": normalised, **page}
+
+
+def photographer_photos(
+    org_id: str, event_id: str, handle: str, *, limit: str | None, cursor: str | None, table: Table,
+    url_for: UrlFor, settings: Settings,
+) -> dict[str, Any]:
+    """Return one page of one photographer's photos in an event (`@Handle` is `handle`)."""
+    _check_event(org_id, event_id)
+    normalised = keys.normalise_handle(handle)
+    if normalised is None or not keys.is_valid_handle(normalised):
+        raise InvalidHandle(f"{handle!r} is not a photographer handle (1-64 characters, no '#' or '/')")
+    page = _page(
+        table, url_for, settings, pk=photographer_pk(org_id, event_id, normalised), index=GSI1,
+        scope="photographer", limit=limit, cursor=cursor,
+    )
+    return {"photographer": normalised, **page}
+
+
+def photo(org_id: str, event_id: str, photo_id: str, *, table: Table, url_for: UrlFor) -> dict[str, Any]:
+    """Return one photo, or its failure record; raise PhotoNotFound if neither exists."""
+    _check_event(org_id, event_id)
+    if not ids.is_photo_id(photo_id):
+        raise InvalidId(f"{photo_id!r} is not a photo id (26 characters of Crockford base32)")
+    pk = event_pk(org_id, event_id)
+    item = table.get_item(pk, photo_sk(photo_id))
+    if item is not None:
+        return photo_view(item, url_for(item))
+    failed = table.get_item(pk, failed_sk(photo_id))
+    if failed is not None:
+        return failed_view(failed)
+    raise PhotoNotFound(f"no photo {photo_id} in event {org_id}/{event_id}")
+
+
+def selfie_search(
+    org_id: str, event_id: str, body: bytes | None, *, rekognition: Rekognition, table: Table,
+    url_for: UrlFor, settings: Settings,
+) -> dict[str, Any]:
+    """Return the event's photos showing the selfie's (largest) face, best similarity first."""
+    _check_event(org_id, event_id)
+    if not body:
+        raise EmptyBody("send the selfie as the request body (image/jpeg or image/png)")
+    if len(body) > settings.selfie_max_bytes:
+        raise SelfieTooLarge(f"selfie is {len(body)} bytes, over the limit of {settings.selfie_max_bytes}")
+    # Decoded by content whatever the Content-Type said, upright, and small enough for
+    # Rekognition's 5 MB / dimension limits.
+    image, width, height = imaging.analysis_jpeg(
+        body, max_side=settings.selfie_max_side, max_pixels=settings.max_image_pixels
+    )
+    faces = rekognition.detect_faces(image)
+    if not faces:
+        raise NoFaceInImage("no face found in the selfie: use a clear, front-facing photo")
+    result: dict[str, Any] = {"matches": [], "faces_in_selfie": len(faces)}
+    if len(faces) > 1:
+        result["note"] = f"the selfie shows {len(faces)} faces; searched with the largest"
+    try:
+        matches = rekognition.search_faces_by_image(
+            keys.collection_id(org_id, event_id), image,
+            threshold=settings.search_threshold, max_faces=settings.search_max_faces,
+        )
+    except CollectionNotFound:
+        log.info("selfie search org=%s event=%s: no collection yet", org_id, event_id)
+        return result
+    best: dict[str, float] = {}
+    for match in matches:
+        if match.external_image_id:
+            best[match.external_image_id] = max(best.get(match.external_image_id, 0.0), match.similarity)
+    items = table.get_items([{"PK": event_pk(org_id, event_id), "SK": photo_sk(pid)} for pid in best])
+    by_id = {item["photo_id"]: item for item in items}
+    ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
+    result["matches"] = [
+        {"photo": photo_view(by_id[pid], url_for(by_id[pid])), "similarity": round(similarity, 3)}
+        for pid, similarity in ranked
+        if pid in by_id
+    ]
+    if len(result["matches"]) < len(ranked):
+        log.warning("selfie search org=%s event=%s: %d matched faces have no photo item",
+                    org_id, event_id, len(ranked) - len(result["matches"]))
+    log.info("selfie search org=%s event=%s faces=%d matches=%d size=%dx%d",
+             org_id, event_id, len(faces), len(result["matches"]), width, height)
+    return result
+
+
+def _check_event(org_id: str, event_id: str) -> None:
+    for label, value in (("organisation", org_id), ("event", event_id)):
+        if not keys.is_valid_id(value):
+            raise InvalidId(
+                f"{value!r} is not a valid {label} id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"
+            )
+
+
+def _limit(raw: str | None, settings: Settings) -> int:
+    if raw is None or raw == "":
+        return settings.page_default_limit
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}") from exc
+    if not 1 <= value <= settings.page_max_limit:
+        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}, got {value}")
+    return value
+
+
+def _page(
+    table: Table, url_for: UrlFor, settings: Settings, *, pk: str, index: str | None, scope: str,
+    limit: str | None, cursor: str | None, sk_prefix: str | None = None,
+) -> dict[str, Any]:
+    size = _limit(limit, settings)
+    secret = settings.cursor_secret.encode()
+    # The cursor is bound to this exact listing (route kind and partition).
+    scope_id = f"{scope}|{pk}"
+    start = decode_cursor(cursor, scope_id, secret) if cursor else None
+    items, last = table.query(pk=pk, index=index, limit=size, start_key=start, sk_prefix=sk_prefix)
+    return {
+        "photos": [photo_view(item, url_for(item)) for item in items],
+        "next_cursor": encode_cursor(scope_id, last, secret) if last else None,
+    }
