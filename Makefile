@@ -4,11 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench clean
+.PHONY: test demo evaluate lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -21,9 +20,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
 
-demo:
-	@echo "The local sandbox is not built yet (issue 4). 'make test' runs the whole pipeline against moto." >&2
-	@exit 2
+demo: $(STAMP)
+	$(BIN)/python -m sandbox serve
+
+evaluate: $(STAMP)
+	$(BIN)/python -m sandbox evaluate --bibs ../shared/eval-data/rbnr-set1/labels.csv --faces ../shared/eval-data/faces-dev/identities.csv
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from chalice.test import Client
+from chalice.config import Config
+from chalice.test import TestLambdaClient
 
 from sandbox.stage import APP_NAME, PROJECT_DIR
 
@@ -31,8 +32,18 @@ _RETRY_TIME = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl
 class LocalLambdas:
     """Dispatches Lambda Invoke calls to the Chalice app's functions in this process."""
 
-    def __init__(self, app, stage: str, *, retry_sleep_scale: float = 1.0) -> None:
-        self._client = Client(app, stage_name=stage, project_dir=str(PROJECT_DIR))
+    def __init__(
+        self, app, stage: str, *, retry_sleep_scale: float = 1.0, environment: dict[str, str] | None = None
+    ) -> None:
+        # The stage's environment from .chalice/config.json, as Lambda would set it, plus
+        # `environment` (the sandbox's endpoints on the ports it actually got).
+        config = Config.create(
+            chalice_stage=stage,
+            project_dir=str(PROJECT_DIR),
+            config_from_disk=json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text()),
+            environment_variables=dict(environment or {}),
+        )
+        self._client = TestLambdaClient(app, config)
         self._prefix = f"{APP_NAME}-{stage}-"
         self._scale = retry_sleep_scale
         self._lock = threading.Lock()
@@ -47,7 +58,7 @@ class LocalLambdas:
         with self._lock:
             self.invocations.append(name[len(self._prefix) :])
         try:
-            return self._client.lambda_.invoke(name[len(self._prefix) :], payload).payload, False
+            return self._client.invoke(name[len(self._prefix) :], payload).payload, False
         except Exception as exc:  # noqa: BLE001 - reported to Step Functions as Lambda does
             log.debug("function=%s raised %s: %s", name, type(exc).__name__, exc)
             return {

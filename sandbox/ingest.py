@@ -1,0 +1,112 @@
+"""Upload a folder of photos into the sandbox's raw prefix and wait until each is accounted for."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer
+
+from chalicelib.model import event_pk
+from sandbox.resources import UPLOAD_SUFFIXES
+
+_deserializer = TypeDeserializer()
+
+
+@dataclass
+class Outcome:
+    processed: dict[str, dict[str, Any]] = field(default_factory=dict)  # raw key -> PHOTO item
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)  # raw key -> FAILED item
+    missing: list[str] = field(default_factory=list)  # uploaded, never accounted for
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) never uploaded
+    seconds: float = 0.0
+
+    @property
+    def photos_per_minute(self) -> float:
+        done = len(self.processed) + len(self.failed)
+        return 60.0 * done / self.seconds if self.seconds > 0 else 0.0
+
+
+def photo_files(directory: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Return the files the bucket notifies for, and the others with the reason they are skipped."""
+    chosen, skipped = [], []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() in UPLOAD_SUFFIXES:
+            chosen.append(path)
+        else:
+            skipped.append((str(path), f"not uploaded: the bucket only notifies for {', '.join(UPLOAD_SUFFIXES)}"))
+    return chosen, skipped
+
+
+def upload(files: list[Path], directory: Path, *, bucket: str, org: str, event: str,
+           photographer: str | None = None) -> list[str]:
+    """Upload files under `{org}/{event}/raw/` keeping their relative paths; return the raw keys."""
+    s3 = boto3.client("s3")
+    keys = []
+    for path in files:
+        key = f"{org}/{event}/raw/{path.relative_to(directory).as_posix()}"
+        extra = {"Metadata": {"photographer": photographer}} if photographer else {}
+        s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
+        keys.append(key)
+    return keys
+
+
+def wait_for(keys: list[str], *, table_name: str, org: str, event: str, timeout: float = 1800.0,
+             out: TextIO | None = sys.stderr, started: float | None = None) -> Outcome:
+    """Poll the table until every raw key has a PHOTO or FAILED item (or `timeout`); show progress."""
+    started = time.monotonic() if started is None else started
+    wanted = set(keys)
+    outcome = Outcome()
+    while True:
+        for item in _event_items(table_name, org, event):
+            raw_key = item.get("raw_key")
+            if raw_key not in wanted:
+                continue
+            if item.get("status") == "FAILED":
+                if raw_key not in outcome.processed:
+                    outcome.failed[raw_key] = item
+            else:
+                outcome.processed[raw_key] = item
+                outcome.failed.pop(raw_key, None)
+        outcome.seconds = time.monotonic() - started
+        if out is not None:
+            _progress(out, outcome, len(wanted))
+        if len(outcome.processed) + len(outcome.failed) >= len(wanted):
+            break
+        if outcome.seconds > timeout:
+            outcome.missing = sorted(wanted - set(outcome.processed) - set(outcome.failed))
+            break
+        time.sleep(0.5)
+    if out is not None:
+        out.write("\n")
+    return outcome
+
+
+def _event_items(table_name: str, org: str, event: str):
+    ddb = boto3.client("dynamodb")
+    paginator = ddb.get_paginator("query")
+    for page in paginator.paginate(
+        TableName=table_name,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": event_pk(org, event)}},
+        ConsistentRead=True,
+    ):
+        for raw in page["Items"]:
+            yield {key: _deserializer.deserialize(value) for key, value in raw.items()}
+
+
+def _progress(out: TextIO, outcome: Outcome, total: int) -> None:
+    done, failed = len(outcome.processed), len(outcome.failed)
+    width = 30
+    filled = int(width * (done + failed) / total) if total else width
+    out.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done + failed}/{total}"
+        f"  done {done}  failed {failed}  {outcome.photos_per_minute:.1f} photos/min"
+    )
+    out.flush()

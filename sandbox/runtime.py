@@ -1,0 +1,258 @@
+"""The whole SnapRace system in one process, with no AWS account.
+
+- moto's server (S3, SQS with its dead-letter queue, DynamoDB, Step Functions, STS) on one port,
+  with the stage's resources created as the deploy path creates them;
+- Step Functions executing the real statemachine.json, its Task states calling the app's
+  `@app.lambda_function`s in this process (sandbox.lambdas);
+- a poller feeding the ingest queue to the app's `@app.on_sqs_message` handler the way Lambda's
+  event source mapping does;
+- a local Rekognition (sandbox.rekognition_service) with offline OCR and face engines;
+- the API through Chalice's local server, stage `local`.
+
+The app's code is unchanged: this module only sets the endpoints (AWS_ENDPOINT_URL*) and ports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from sandbox.lambdas import LocalLambdas
+from sandbox.resources import StageResources, create_stage_resources
+from sandbox.stage import PROJECT_DIR, function_name, stage_environment
+
+log = logging.getLogger(__name__)
+
+STAGE = "local"
+REGION = "us-east-1"
+DEFAULT_PORTS = {"aws": 4566, "rekognition": 4567, "api": 8000}
+
+
+@dataclass
+class Ports:
+    aws: int = DEFAULT_PORTS["aws"]
+    rekognition: int = DEFAULT_PORTS["rekognition"]
+    api: int = DEFAULT_PORTS["api"]
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Three ports nothing listens on (for tests and evaluation runs)."""
+        return cls(aws=free_port(), rekognition=free_port(), api=free_port())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def sandbox_environment(ports: Ports) -> dict[str, str]:
+    """The process environment: the local stage's variables with the endpoints on `ports`."""
+    env = stage_environment(STAGE)
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports.aws}",
+            "AWS_ENDPOINT_URL_REKOGNITION": f"http://127.0.0.1:{ports.rekognition}",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            # moto's Step Functions interpreter calls Lambda on http://localhost:$MOTO_PORT.
+            "MOTO_PORT": str(ports.aws),
+        }
+    )
+    env.setdefault("AWS_ACCESS_KEY_ID", "sandbox")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "sandbox")
+    return env
+
+
+@dataclass
+class Sandbox:
+    """Starts and stops every piece; `resources` and the URLs are valid after start()."""
+
+    ports: Ports = field(default_factory=Ports)
+    engines: Callable[[], tuple[Any, Any]] | None = None  # () -> (ocr, faces); default: offline engines
+    retry_sleep_scale: float = 1.0
+    resources: StageResources | None = None
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.aws}"
+
+    def start(self) -> Sandbox:
+        env = sandbox_environment(self.ports)
+        saved = dict(os.environ)
+        self._stoppers.append(lambda: (os.environ.clear(), os.environ.update(saved)))
+        os.environ.update(env)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's and Chalice's request logs
+        self._start_moto()
+        self.resources = create_stage_resources(STAGE, region=REGION)
+        self._start_rekognition()
+        import app as snaprace  # after the environment is set, as `chalice deploy` would
+
+        from chalicelib import clients
+
+        clients.cache_clear()
+        self._stoppers.append(clients.cache_clear)
+        lambdas = LocalLambdas(snaprace.app, STAGE, retry_sleep_scale=self.retry_sleep_scale, environment=env)
+        installed = lambdas.installed()
+        installed.__enter__()
+        self._stoppers.append(lambda: installed.__exit__(None, None, None))
+        self._start_poller(lambdas, snaprace.app)
+        self._start_api(snaprace.app)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for stopper in reversed(self._stoppers):
+            try:
+                stopper()
+            except Exception:  # noqa: BLE001 - stopping the rest matters more
+                log.exception("while stopping the sandbox")
+        self._stoppers.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- pieces -----------------------------------------------------------------------------
+
+    def _start_moto(self) -> None:
+        from moto.core.config import default_user_config
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        saved = {name: default_user_config.get(name) for name in ("stepfunctions", "lambda")}
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        default_user_config["lambda"] = {"use_docker": False}
+        self._stoppers.append(lambda: default_user_config.update(saved))
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
+        server.start()
+        self._stoppers.append(server.stop)
+
+    def _start_rekognition(self) -> None:
+        from sandbox.rekognition_service import LocalRekognition, make_server
+
+        ocr, faces = (self.engines or offline_engines)()
+        s3 = boto3.client("s3")
+
+        def read_s3(bucket: str, key: str, version: str | None) -> bytes:
+            request = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+            return s3.get_object(**request)["Body"].read()
+
+        server = make_server(LocalRekognition(ocr, faces, read_s3, REGION), port=self.ports.rekognition)
+        threading.Thread(target=server.serve_forever, name="rekognition", daemon=True).start()
+        self._stoppers.append(lambda: (server.shutdown(), server.server_close()))
+
+    def _start_poller(self, lambdas: LocalLambdas, app) -> None:
+        batch_size = next(
+            (source.batch_size for source in app.event_sources if getattr(source, "queue", None)), 1
+        )
+        poller = QueuePoller(
+            queue_url=self.resources.queue_url,
+            handler=function_name(STAGE, "on_upload"),
+            invoke=lambdas.invoke,
+            batch_size=batch_size,
+            stop=self._stop,
+            queue_arn=self.resources.queue_arn,
+        )
+        thread = threading.Thread(target=poller.run, name="sqs-poller", daemon=True)
+        thread.start()
+        self._stoppers.append(lambda: thread.join(timeout=5))
+
+    def _start_api(self, app) -> None:
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        config = Config.create(
+            chalice_stage=STAGE,
+            project_dir=str(PROJECT_DIR),
+            config_from_disk=json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text()),
+        )
+        server = create_local_server(app, config, "127.0.0.1", self.ports.api)
+        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
+        self._stoppers.append(lambda: (server.shutdown(), server.server.server_close()))
+
+
+class QueuePoller:
+    """Lambda's SQS event source mapping, in miniature.
+
+    Long-polls the queue, hands each batch to the handler as an SQS event, deletes the batch's
+    messages when the handler succeeds and leaves them when it fails, so they come back after the
+    visibility timeout and move to the dead-letter queue after the redrive policy's receive count
+    (moto applies the redrive policy on receive, as SQS does).
+    """
+
+    def __init__(self, *, queue_url: str, handler: str, invoke, batch_size: int, stop: threading.Event,
+                 queue_arn: str) -> None:
+        self._sqs = boto3.client("sqs")
+        self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._handler = handler
+        self._invoke = invoke
+        self._batch_size = batch_size
+        self._stop = stop
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except Exception:  # noqa: BLE001 - a poller outlives a bad poll, as the real one does
+                log.exception("sqs poll failed")
+                time.sleep(1)
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """Receive and handle one batch; return how many messages it held."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(message) for message in messages]}
+        result, failed = self._invoke(self._handler, event)
+        if failed:
+            log.warning("handler failed for %d message(s), left for redelivery: %s",
+                        len(messages), result.get("errorType"))
+            return len(messages)
+        for message in messages:
+            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self._queue_arn,
+            "awsRegion": REGION,
+        }
+
+
+def offline_engines() -> tuple[Any, Any]:
+    """The offline OCR and face engines (heavy imports, so only when the sandbox starts)."""
+    from sandbox.engines.faces import FaceEngine
+    from sandbox.engines.ocr import OcrEngine
+
+    return OcrEngine(), FaceEngine()

@@ -1,0 +1,149 @@
+"""The local Rekognition service speaks Rekognition's protocol to the app's own boto3 adapter."""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from PIL import Image
+
+from chalicelib.errors import InvalidImage, NoFaceInImage
+from chalicelib.rekognition import CollectionNotFound, Rekognition
+from sandbox.rekognition_service import LocalRekognition, make_server
+
+
+@dataclass(frozen=True)
+class Face:
+    left: float
+    top: float
+    width: float
+    height: float
+    confidence: float
+    quality: int
+    embedding: tuple[float, ...]
+
+
+def png(colour, size=(120, 90)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class ColourFaces:
+    """Each red-ish image shows one 'person' identified by its green value; blue adds a small face."""
+
+    def detect(self, image):
+        r, g, b = Image.open(io.BytesIO(image)).convert("RGB").getpixel((0, 0))
+        faces = []
+        if r > 100:
+            faces.append(Face(0.1, 0.1, 0.4, 0.5, 99.5, 3, (float(g), 0.0)))
+        if b > 100:
+            faces.append(Face(0.7, 0.7, 0.1, 0.1, 90.0, 0, (999.0, 0.0)))
+        return faces
+
+    def similarity(self, a, b):
+        return max(0.0, 100.0 - abs(a[0] - b[0]))
+
+
+class WordsOcr:
+    def detect_text(self, image):
+        return {
+            "TextDetections": [
+                {"DetectedText": "A1234", "Type": "LINE", "Id": 0, "Confidence": 98.0,
+                 "Geometry": {"BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
+                              "Polygon": [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]}},
+                {"DetectedText": "A1234", "Type": "WORD", "Id": 1, "ParentId": 0, "Confidence": 97.0,
+                 "Geometry": {"BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
+                              "Polygon": [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]}},
+            ],
+            "TextModelVersion": "3.0",
+        }
+
+
+@pytest.fixture
+def s3_objects():
+    return {}
+
+
+@pytest.fixture
+def client(s3_objects):
+    service = LocalRekognition(WordsOcr(), ColourFaces(), lambda bucket, key, version: s3_objects[(bucket, key)])
+    server = make_server(service)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield boto3.client(
+        "rekognition", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )
+    server.shutdown()
+
+
+@pytest.fixture
+def adapter(client):
+    return Rekognition(client)
+
+
+def index(adapter, key, external):
+    return adapter.index_faces("acme-e1", "photos", key, external_image_id=external, max_faces=15, quality_filter="AUTO")
+
+
+def test_index_faces_creates_the_collection_and_filters_low_quality(adapter, client, s3_objects):
+    s3_objects[("photos", "a.png")] = png((200, 10, 200))  # one good face, one tiny low-quality face
+    face_ids = index(adapter, "a.png", "P1")
+    assert len(face_ids) == 1
+    listed = client.list_faces(CollectionId="acme-e1")["Faces"]
+    assert [(f["FaceId"], f["ExternalImageId"]) for f in listed] == [(face_ids[0], "P1")]
+    assert client.describe_collection(CollectionId="acme-e1")["FaceCount"] == 1
+
+
+def test_search_returns_matching_faces_with_similarity(adapter, client, s3_objects):
+    s3_objects[("photos", "a.png")] = png((200, 10, 0))
+    s3_objects[("photos", "b.png")] = png((200, 60, 0))
+    index(adapter, "a.png", "P1")
+    index(adapter, "b.png", "P2")
+    matches = adapter.search_faces_by_image("acme-e1", png((200, 12, 0)), threshold=85, max_faces=50)
+    assert [(m.external_image_id, m.similarity) for m in matches] == [("P1", 98.0)]
+    faces = adapter.detect_faces(png((200, 12, 200)))
+    assert len(faces) == 2 and faces[0].area > faces[1].area
+
+
+def test_search_without_a_face_and_without_a_collection(adapter, s3_objects):
+    with pytest.raises(CollectionNotFound):
+        adapter.search_faces_by_image("nope", png((200, 1, 0)), threshold=85, max_faces=5)
+    adapter.create_collection("acme-e1")
+    adapter.create_collection("acme-e1")  # already exists: fine
+    with pytest.raises(NoFaceInImage):
+        adapter.search_faces_by_image("acme-e1", png((0, 0, 0)), threshold=85, max_faces=5)
+
+
+def test_detect_text_reads_s3_objects(adapter, s3_objects):
+    s3_objects[("photos", "t.png")] = png((0, 0, 0))
+    detections = adapter.detect_text("photos", "t.png")
+    assert [(d.text, d.kind) for d in detections] == [("A1234", "LINE"), ("A1234", "WORD")]
+
+
+def test_images_that_are_not_jpeg_or_png_are_refused(adapter):
+    with pytest.raises(InvalidImage, match="InvalidImageFormatException"):
+        adapter.detect_faces(b"GIF89a not really")
+
+
+def test_errors_use_rekognitions_codes(client):
+    with pytest.raises(ClientError) as caught:
+        client.describe_collection(CollectionId="missing")
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as caught:
+        client.detect_text(Image={"S3Object": {"Bucket": "photos", "Name": "missing.jpg"}})
+    assert caught.value.response["Error"]["Code"] == "InvalidS3ObjectException"
+
+
+def test_delete_faces_and_collection(adapter, client, s3_objects):
+    s3_objects[("photos", "a.png")] = png((200, 10, 0))
+    (face_id,) = index(adapter, "a.png", "P1")
+    assert client.delete_faces(CollectionId="acme-e1", FaceIds=[face_id, "unknown"])["DeletedFaces"] == [face_id]
+    client.delete_collection(CollectionId="acme-e1")
+    with pytest.raises(ClientError):
+        client.list_faces(CollectionId="acme-e1")
