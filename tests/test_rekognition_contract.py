@@ -1,0 +1,152 @@
+"""One contract, two implementations: the in-memory fake the unit tests use, and the app's real
+adapter talking to the sandbox's local Rekognition service over HTTP.
+
+Both are driven by the same "world": which people each image shows.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from PIL import Image
+
+from chalicelib.bibs import TextDetection
+from chalicelib.errors import NoFaceInImage
+from chalicelib.rekognition import CollectionNotFound, Rekognition
+from sandbox.rekognition_service import LocalRekognition, make_server
+from tests.fakes import FakeRekognition
+
+COLOURS = {"alice": (200, 20, 20), "bob": (20, 200, 20), "nobody": (250, 250, 250)}
+
+
+def image_of(*people: str) -> bytes:
+    """A PNG whose stripes stand for the people in it, largest (widest stripe) first."""
+    width = 40 * (len(people) or 1)
+    picture = Image.new("RGB", (width + 10 * len(people), 60), COLOURS["nobody"])
+    x = 0
+    for n, person in enumerate(people):
+        stripe = 40 - 10 * n
+        picture.paste(COLOURS[person], (x, 0, x + stripe, 60))
+        x += stripe + 5
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def people_in(image: bytes) -> list[str]:
+    picture = Image.open(io.BytesIO(image)).convert("RGB")
+    seen, last = [], None
+    for x in range(picture.width):
+        colour = picture.getpixel((x, 30))
+        person = next((name for name, c in COLOURS.items() if c == colour and name != "nobody"), None)
+        if person and person != last:
+            seen.append(person)
+        last = person
+    return seen
+
+
+@dataclass(frozen=True)
+class EngineFace:
+    left: float
+    top: float
+    width: float
+    height: float
+    confidence: float
+    quality: int
+    embedding: tuple[float, ...]
+
+
+class WorldFaces:
+    def detect(self, image):
+        return [EngineFace(0.1 * n, 0.1, 0.3 / (n + 1), 0.5, 99.0, 3, (float(sorted(COLOURS).index(p)),))
+                for n, p in enumerate(people_in(image))]
+
+    def similarity(self, a, b):
+        return 99.0 if a == b else 10.0
+
+
+class WorldOcr:
+    def detect_text(self, image):
+        box = {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1}
+        polygon = [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]
+        return {"TextDetections": [
+            {"DetectedText": p.upper(), "Type": "WORD", "Id": n, "Confidence": 95.0,
+             "Geometry": {"BoundingBox": box, "Polygon": polygon}}
+            for n, p in enumerate(people_in(image))
+        ]}
+
+
+@pytest.fixture(params=["fake", "local_service"])
+def world(request):
+    objects: dict[str, bytes] = {}
+    if request.param == "fake":
+        fake = FakeRekognition(
+            text=lambda bucket, key: [TextDetection(p.upper(), 95.0, "WORD") for p in people_in(objects[key])],
+            faces=lambda bucket, key: people_in(objects[key]),
+            people=people_in,
+        )
+        yield fake, objects
+        return
+    service = LocalRekognition(WorldOcr(), WorldFaces(), lambda bucket, key, version: objects[key])
+    server = make_server(service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = boto3.client(
+        "rekognition", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
+        aws_access_key_id="x", aws_secret_access_key="x",
+    )
+    yield Rekognition(client), objects
+    server.shutdown()
+    server.server_close()
+
+
+def index(rekognition, key, photo_id):
+    return rekognition.index_faces("acme-e1", "photos", key, external_image_id=photo_id, max_faces=15,
+                                   quality_filter="AUTO")
+
+
+def test_index_faces_creates_the_collection_on_first_use(world):
+    rekognition, objects = world
+    objects["p1.png"] = image_of("alice", "bob")
+    assert len(set(index(rekognition, "p1.png", "P1"))) == 2
+
+
+def test_search_finds_every_photo_of_the_largest_face(world):
+    rekognition, objects = world
+    objects.update({"p1.png": image_of("alice"), "p2.png": image_of("bob", "alice"), "p3.png": image_of("bob")})
+    for n in (1, 2, 3):
+        index(rekognition, f"p{n}.png", f"P{n}")
+    matches = rekognition.search_faces_by_image("acme-e1", image_of("alice", "bob"), threshold=85, max_faces=50)
+    assert sorted(m.external_image_id for m in matches) == ["P1", "P2"]
+    assert all(m.similarity >= 85 for m in matches)
+
+
+def test_search_without_a_collection_is_collection_not_found(world):
+    rekognition, _ = world
+    with pytest.raises(CollectionNotFound):
+        rekognition.search_faces_by_image("acme-none", image_of("alice"), threshold=85, max_faces=50)
+
+
+def test_search_with_no_face_is_no_face_in_image(world):
+    rekognition, objects = world
+    objects["p1.png"] = image_of("alice")
+    index(rekognition, "p1.png", "P1")
+    with pytest.raises(NoFaceInImage):
+        rekognition.search_faces_by_image("acme-e1", image_of(), threshold=85, max_faces=50)
+
+
+def test_detect_faces_returns_the_largest_first(world):
+    rekognition, _ = world
+    faces = rekognition.detect_faces(image_of("alice", "bob"))
+    assert len(faces) == 2 and faces[0].area > faces[1].area
+    assert rekognition.detect_faces(image_of()) == []
+
+
+def test_detect_text_returns_text_detections(world):
+    rekognition, objects = world
+    objects["p1.png"] = image_of("bob")
+    (detection,) = rekognition.detect_text("photos", "p1.png")
+    assert (detection.text, detection.confidence, detection.kind) == ("BOB", 95.0, "WORD")
