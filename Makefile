@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo evaluate lint bench clean
+.PHONY: test demo evaluate lint bench bench-search clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/preprocess.py
+
+bench-search: $(STAMP)
+	$(BIN)/python bench/search.py
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox serve

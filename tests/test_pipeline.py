@@ -196,3 +196,19 @@ def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_c
     assert _keys(table) == [("ORG#acme#EVT#e1", f"FAILED#{photo['photo_id']}")]
     pipeline.fanout(_fanout_event(resources, photo, []), table=table)
     assert _keys(table) == [("ORG#acme#EVT#e1", f"PHOTO#{photo['photo_id']}")]
+
+
+def test_presigned_urls_are_reused_within_half_their_lifetime(resources):
+    client = boto3.client("s3")
+    signed = []
+    client.meta.events.register("before-sign.s3.GetObject", lambda **kwargs: signed.append(1))
+    now = [1_000_000.0]
+    storage = Storage(client, clock=lambda: now[0])
+    first = storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600)
+    now[0] += 60
+    assert storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600) == first
+    assert len(signed) == 1
+    now[0] += 1800  # past half the lifetime: a fresh URL
+    storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600)
+    storage.presigned_get_url(resources.bucket, "a/b/processed/y.jpg", expires_in=3600)
+    assert len(signed) == 3
