@@ -14,6 +14,7 @@ from chalicelib.errors import (
     CorruptImage,
     EmptyImage,
     ImageTooLarge,
+    InvalidImage,
     InvalidRequest,
     NoFaceInImage,
     NotAnS3Notification,
@@ -30,7 +31,11 @@ app = Chalice(app_name="snaprace")
 app.log.setLevel(_settings.log_level)
 logging.getLogger("chalicelib").setLevel(_settings.log_level)
 
-SELFIE_CONTENT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "application/octet-stream"]
+# Every type the decoder reads; the body is decoded by content whatever the header says.
+SELFIE_CONTENT_TYPES = [
+    "image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/gif", "image/tiff",
+    "application/octet-stream",
+]
 for _content_type in SELFIE_CONTENT_TYPES:
     if _content_type not in app.api.binary_types:
         app.api.binary_types.append(_content_type)
@@ -150,6 +155,16 @@ def selfie_search_preflight(org_id, event_id):
 
 
 @app.middleware("http")
+def error_envelope(event, get_response):
+    """Give Chalice's own errors (415 content type, 405 method) the API's error shape."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        response.body = {"error": {"code": body["Code"], "message": body["Message"]}}
+    return response
+
+
+@app.middleware("http")
 def cors(event, get_response):
     """Allow only the configured origins (echoed back, never `*` unless configured)."""
     response = get_response(event)
@@ -173,6 +188,7 @@ _STATUS = (
     (UnsupportedImageFormat, 415),
     (CorruptImage, 400),
     (EmptyImage, 400),
+    (InvalidImage, 400),
     (InvalidRequest, 400),
     (PhotoNotFound, 404),
     (TransientError, 503),

@@ -254,14 +254,14 @@ def photo_view(item: dict[str, Any], url: str) -> dict[str, Any]:
     }
 
 
-def failed_view(item: dict[str, Any]) -> dict[str, Any]:
+def failed_view(item: dict[str, Any]) -> dict[str, Any]:  # failed_item() always writes these fields
     """Return the API's FailedPhoto for a FAILED item: what went wrong and with which file."""
     return {
         "photo_id": item["photo_id"],
         "org_id": item["org_id"],
         "event_id": item["event_id"],
         "status": STATUS_FAILED,
-        "original_filename": item.get("original_filename"),
-        "failed_at": item.get("failed_at"),
-        "reason": {"code": item.get("error", "UnknownError"), "message": item.get("cause", "")},
+        "original_filename": item["original_filename"],
+        "failed_at": item["failed_at"],
+        "reason": {"code": item["error"], "message": item["cause"]},
     }

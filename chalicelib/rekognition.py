@@ -13,7 +13,9 @@ from botocore.exceptions import ClientError
 
 from chalicelib.bibs import TextDetection
 from chalicelib.errors import (
+    ImageTooLarge,
     InvalidImage,
+    UnsupportedImageFormat,
     NoFaceInImage,
     ProvisionedThroughputExceededException,
     ThrottlingException,
@@ -170,6 +172,10 @@ def _translate(exc: ClientError) -> Exception:
         return ThrottlingException(f"Rekognition throttled the call ({code}): {message}")
     if code == "ProvisionedThroughputExceededException":
         return ProvisionedThroughputExceededException(f"Rekognition: {message}")
-    if code in ("InvalidImageFormatException", "ImageTooLargeException", "InvalidParameterException"):
+    if code == "InvalidImageFormatException":
+        return UnsupportedImageFormat(f"Rekognition cannot read the image ({code}): {message}")
+    if code == "ImageTooLargeException":
+        return ImageTooLarge(f"Rekognition refused the image size ({code}): {message}")
+    if code == "InvalidParameterException":
         return InvalidImage(f"Rekognition rejected the image ({code}): {message}")
     return exc

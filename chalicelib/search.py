@@ -172,10 +172,9 @@ def _check_event(org_id: str, event_id: str) -> None:
 def _limit(raw: str | None, settings: Settings) -> int:
     if raw is None or raw == "":
         return settings.page_default_limit
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}") from exc
+    if not raw.isascii() or not raw.isdigit():  # int() would also take "1_0", " 7" or "+5"
+        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}, got {raw!r}")
+    value = int(raw)
     if not 1 <= value <= settings.page_max_limit:
         raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}, got {value}")
     return value
