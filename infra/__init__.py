@@ -1,0 +1,1 @@
+"""Deploy-time declarations: the supporting resources' CloudFormation template and its deployer."""
