@@ -1,9 +1,19 @@
 """Bib-number rules (pure): which OCR detections are bib numbers, and how a bib is normalised.
 
 The rules are engine-agnostic: they see `TextDetection` values, never a Rekognition response.
-Defaults (chalicelib.config.BibRules) match the reference system: WORD detections with confidence
->= 90 whose text is 3-6 digits, optionally after one letter; the texts 0000, 00000 and 000000 are
-rejected; the letter prefix is stripped; leading zeros are kept; duplicates keep first-seen order.
+Defaults (chalicelib.config.BibRules) start from the reference system: WORD detections with
+confidence >= 90 whose text is 3-6 digits, optionally after one letter; the texts 0000, 00000 and
+000000 are rejected; the letter prefix is stripped; leading zeros are kept; duplicates keep
+first-seen order. Two rules refine that, and both leave detections without the facts they need
+alone, so the reference behaviour holds for bare words:
+
+- Split numbers (`join_split_numbers`): a LINE such as "12 34", none of whose words is a bib by
+  itself, is read as the bib its words make together ("1234"). OCR splits a number where the bib
+  is creased, folded or printed with a logo between the digits.
+- Relative height (`min_height_ratio`): a candidate whose box is less tall than that fraction of
+  the tallest candidate's box in the same photo is dropped. Bib numbers are the biggest digits a
+  runner wears; small digits (sponsor phone numbers, watches, timing mats, the bibs of runners far
+  behind) are not what the photo is of.
 """
 
 from __future__ import annotations
@@ -17,24 +27,48 @@ from chalicelib.config import BibRules
 
 
 @dataclass(frozen=True)
+class TextBox:
+    """An axis-aligned box as fractions of the image's width and height."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
 class TextDetection:
     """One piece of text an OCR engine found."""
 
     text: str
     confidence: float  # 0-100
     kind: str = "WORD"  # WORD or LINE
+    box: TextBox | None = None
+    id: int | None = None
+    parent_id: int | None = None  # a WORD's LINE
 
 
 def bibs_from_detections(detections: Iterable[TextDetection], rules: BibRules) -> list[str]:
     """Return the distinct bib numbers in `detections`, in first-seen order."""
     kinds = set(rules.text_types)
-    found: dict[str, None] = {}
+    candidates: list[tuple[str, TextDetection]] = []
     for detection in detections:
-        if detection.kind.upper() not in kinds or detection.confidence < rules.min_confidence:
+        if detection.confidence < rules.min_confidence:
             continue
-        bib = normalise_bib(detection.text, rules)
+        kind = detection.kind.upper()
+        bib = normalise_bib(detection.text, rules) if kind in kinds else None
+        if bib is None and kind == "LINE" and rules.join_split_numbers:
+            bib = _joined_bib(detection.text, rules)
         if bib is not None:
-            found.setdefault(bib, None)
+            candidates.append((bib, detection))
+
+    heights = [detection.box.height for _, detection in candidates if detection.box is not None]
+    floor = rules.min_height_ratio * max(heights, default=0.0)
+    found: dict[str, None] = {}
+    for bib, detection in candidates:
+        if detection.box is not None and detection.box.height < floor:
+            continue
+        found.setdefault(bib, None)
     return list(found)
 
 
@@ -51,6 +85,14 @@ def normalise_bib(text: str, rules: BibRules) -> str | None:
     if rules.strip_prefix:
         candidate = candidate.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
     return candidate.upper() or None
+
+
+def _joined_bib(text: str, rules: BibRules) -> str | None:
+    """Return the bib a LINE's words make together when none of them is a bib alone, else None."""
+    words = text.split()
+    if len(words) < 2 or any(normalise_bib(word, rules) is not None for word in words):
+        return None
+    return normalise_bib("".join(words), rules)
 
 
 @lru_cache(maxsize=16)

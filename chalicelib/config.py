@@ -23,12 +23,20 @@ class BibRules:
     excluded: tuple[str, ...] = ("0000", "00000", "000000")
     strip_prefix: bool = True
     text_types: tuple[str, ...] = ("WORD",)
+    # A LINE of words none of which is a bib ("12 34") counts as the bib they make together.
+    join_split_numbers: bool = True
+    # Candidates less tall than this fraction of the photo's tallest candidate are dropped (0: off).
+    min_height_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         try:
             re.compile(self.pattern)
         except re.error as exc:
             raise ConfigurationError(f"BIB_PATTERN is not a regular expression: {exc}") from exc
+        if not 0.0 <= self.min_height_ratio <= 1.0:
+            raise ConfigurationError(
+                f"BIB_MIN_HEIGHT_RATIO must be between 0 and 1, got {self.min_height_ratio}"
+            )
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Settings:
                 excluded=_list(env, "BIB_EXCLUDED", BibRules.excluded),
                 strip_prefix=_bool(env, "BIB_STRIP_PREFIX", BibRules.strip_prefix),
                 text_types=tuple(t.upper() for t in _list(env, "BIB_TEXT_TYPES", BibRules.text_types)),
+                join_split_numbers=_bool(env, "BIB_JOIN_SPLIT_NUMBERS", BibRules.join_split_numbers),
+                min_height_ratio=_float(env, "BIB_MIN_HEIGHT_RATIO", BibRules.min_height_ratio),
             ),
             index_max_faces=_int(env, "INDEX_MAX_FACES", cls.index_max_faces),
             index_quality_filter=env.get("INDEX_QUALITY_FILTER", cls.index_quality_filter),

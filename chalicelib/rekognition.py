@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from chalicelib.bibs import TextDetection
+from chalicelib.bibs import TextBox, TextDetection
 from chalicelib.errors import (
     ImageTooLarge,
     InvalidImage,
@@ -60,14 +60,25 @@ class Rekognition:
             response = self._rek.detect_text(Image={"S3Object": {"Bucket": bucket, "Name": key}})
         except ClientError as exc:
             raise _translate(exc) from exc
-        return [
-            TextDetection(
-                text=item.get("DetectedText", ""),
-                confidence=float(item.get("Confidence", 0.0)),
-                kind=item.get("Type", "WORD"),
+        detections = []
+        for item in response.get("TextDetections", []):
+            box = item.get("Geometry", {}).get("BoundingBox")
+            detections.append(
+                TextDetection(
+                    text=item.get("DetectedText", ""),
+                    confidence=float(item.get("Confidence", 0.0)),
+                    kind=item.get("Type", "WORD"),
+                    box=None if box is None else TextBox(
+                        left=float(box.get("Left", 0.0)),
+                        top=float(box.get("Top", 0.0)),
+                        width=float(box.get("Width", 0.0)),
+                        height=float(box.get("Height", 0.0)),
+                    ),
+                    id=item.get("Id"),
+                    parent_id=item.get("ParentId"),
+                )
             )
-            for item in response.get("TextDetections", [])
-        ]
+        return detections
 
     def index_faces(
         self,

@@ -19,6 +19,7 @@ import json
 import logging
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,7 +119,7 @@ class LocalRekognition:
 
     def _op_DetectText(self, params: dict[str, Any]) -> dict[str, Any]:
         image = self._image(params)
-        with self._engine:
+        with self._engine, _undecodable_is_invalid_format():
             return self._ocr.detect_text(image)
 
     # --- collections ------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class LocalRekognition:
     # --- helpers ------------------------------------------------------------------------------
 
     def _detect(self, image: bytes) -> list[DetectedFace]:
-        with self._engine:
+        with self._engine, _undecodable_is_invalid_format():
             faces = self._faces.detect(image)
         return sorted(faces, key=lambda face: face.width * face.height, reverse=True)
 
@@ -273,6 +274,15 @@ class LocalRekognition:
         if not (data.startswith(b"\xff\xd8") or data.startswith(b"\x89PNG\r\n\x1a\n")):
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format")
         return data
+
+
+@contextmanager
+def _undecodable_is_invalid_format():
+    # The engines raise ValueError for bytes that pass the magic-number check but do not decode.
+    try:
+        yield
+    except ValueError as exc:
+        raise ServiceError("InvalidImageFormatException", f"Request has invalid image format: {exc}") from exc
 
 
 def _required(params: dict[str, Any], name: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.bibs import TextDetection, bibs_from_detections, normalise_bib
+from chalicelib.bibs import TextBox, TextDetection, bibs_from_detections, normalise_bib
 from chalicelib.config import BibRules
 
 DEFAULT = BibRules()
@@ -81,3 +81,96 @@ def test_invalid_pattern_is_a_configuration_error():
 
     with pytest.raises(ConfigurationError, match="BIB_PATTERN"):
         BibRules(pattern="[0-9")
+
+
+# --- split numbers: a LINE whose words are pieces of one bib -------------------------------
+
+
+def line(text, confidence=95.0, box=None):
+    return TextDetection(text, confidence, "LINE", box=box)
+
+
+def test_a_number_split_into_words_is_read_from_its_line():
+    assert bibs_from_detections([line("12 34"), *words(("12", 95), ("34", 95))], DEFAULT) == ["1234"]
+
+
+def test_a_split_prefixed_number_keeps_the_prefix_rule():
+    assert bibs_from_detections([line("A 12 34")], DEFAULT) == ["1234"]
+
+
+def test_lines_of_whole_bibs_are_not_joined():
+    detections = [line("A1234 0567"), *words(("A1234", 95), ("0567", 95))]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234", "0567"]
+
+
+def test_a_line_with_one_whole_bib_is_not_joined():
+    assert bibs_from_detections([line("12 345")], DEFAULT) == []
+
+
+@pytest.mark.parametrize("text", ["RUN 12 34", "12-34 56", "12 34 56 78", "1234"])
+def test_lines_that_join_into_no_bib_give_nothing(text):
+    assert bibs_from_detections([line(text)], DEFAULT) == []
+
+
+def test_a_split_number_needs_the_confidence_threshold():
+    assert bibs_from_detections([line("12 34", confidence=89.9)], DEFAULT) == []
+
+
+def test_joining_can_be_switched_off():
+    rules = BibRules(join_split_numbers=False)
+    assert bibs_from_detections([line("12 34")], rules) == []
+
+
+def test_split_words_alone_are_never_joined():
+    assert bibs_from_detections(words(("12", 99), ("34", 99)), DEFAULT) == []
+
+
+# --- relative height: bib numbers are the biggest digits in the photo ----------------------
+
+
+def boxed(text, height, confidence=95.0, kind="WORD"):
+    box = TextBox(left=0.1, top=0.2, width=height * 2, height=height)
+    return TextDetection(text, confidence, kind, box=box)
+
+
+def test_digits_much_smaller_than_the_biggest_bib_are_dropped():
+    detections = [boxed("0800", 0.01), boxed("1234", 0.06), boxed("555", 0.029)]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234"]
+
+
+def test_bibs_of_similar_height_are_all_kept():
+    detections = [boxed("1234", 0.05), boxed("5678", 0.06), boxed("910", 0.031)]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234", "5678", "910"]
+
+
+def test_height_counts_only_among_bib_candidates():
+    # A big banner word, or a big number under the threshold, does not make the bibs small.
+    detections = [boxed("FINISH", 0.3), boxed("2024", 0.3, confidence=60), boxed("1234", 0.05)]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234"]
+
+
+def test_detections_without_a_box_are_never_dropped_for_height():
+    detections = [boxed("1234", 0.2), TextDetection("5678", 95.0)]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234", "5678"]
+
+
+def test_the_same_bib_found_big_and_small_is_kept():
+    assert bibs_from_detections([boxed("1234", 0.01), boxed("1234", 0.06)], DEFAULT) == ["1234"]
+
+
+def test_height_ratio_zero_keeps_every_size():
+    rules = BibRules(min_height_ratio=0.0)
+    assert bibs_from_detections([boxed("0800", 0.01), boxed("1234", 0.06)], rules) == ["0800", "1234"]
+
+
+def test_split_number_lines_count_for_height():
+    detections = [boxed("12 34", 0.06, kind="LINE"), boxed("0800", 0.01)]
+    assert bibs_from_detections(detections, DEFAULT) == ["1234"]
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5])
+def test_height_ratio_outside_zero_to_one_is_a_configuration_error(ratio):
+    from chalicelib.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="BIB_MIN_HEIGHT_RATIO"):
+        BibRules(min_height_ratio=ratio)

@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib.bibs import TextDetection
+from chalicelib.bibs import TextBox, TextDetection
 from chalicelib.errors import ProvisionedThroughputExceededException, ThrottlingException
 from chalicelib.rekognition import CollectionNotFound, Rekognition
 from tests.fakes import FakeRekognition
@@ -56,8 +56,40 @@ def test_detect_text_returns_words_and_lines(stubbed):
         {"Image": S3_IMAGE},
     )
     assert adapter.detect_text("photos", "acme/e1/processed/P1.jpg") == [
-        TextDetection("A1234 FINISH", 98.5, "LINE"),
-        TextDetection("A1234", 97.25, "WORD"),
+        TextDetection("A1234 FINISH", 98.5, "LINE", id=0),
+        TextDetection("A1234", 97.25, "WORD", id=1, parent_id=0),
+    ]
+
+
+def _box(left, top, width, height):
+    corners = [(left, top), (left + width, top), (left + width, top + height), (left, top + height)]
+    return {
+        "BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
+        "Polygon": [{"X": x, "Y": y} for x, y in corners],
+    }
+
+
+def test_detect_text_keeps_each_detections_box_and_links(stubbed):
+    adapter, stub = stubbed
+    stub.add_response(
+        "detect_text",
+        {
+            "TextDetections": [
+                {"DetectedText": "12 34", "Type": "LINE", "Id": 0, "Confidence": 96.0,
+                 "Geometry": _box(0.25, 0.5, 0.125, 0.0625)},
+                {"DetectedText": "12", "Type": "WORD", "Id": 1, "ParentId": 0, "Confidence": 97.0,
+                 "Geometry": _box(0.25, 0.5, 0.05, 0.0625)},
+                {"DetectedText": "34", "Type": "WORD", "Id": 2, "ParentId": 0, "Confidence": 95.0,
+                 "Geometry": _box(0.325, 0.5, 0.05, 0.0625)},
+            ],
+            "TextModelVersion": "3.0",
+        },
+        {"Image": S3_IMAGE},
+    )
+    assert adapter.detect_text("photos", "acme/e1/processed/P1.jpg") == [
+        TextDetection("12 34", 96.0, "LINE", box=TextBox(0.25, 0.5, 0.125, 0.0625), id=0),
+        TextDetection("12", 97.0, "WORD", box=TextBox(0.25, 0.5, 0.05, 0.0625), id=1, parent_id=0),
+        TextDetection("34", 95.0, "WORD", box=TextBox(0.325, 0.5, 0.05, 0.0625), id=2, parent_id=0),
     ]
 
 
