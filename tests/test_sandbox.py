@@ -1,0 +1,130 @@
+"""The local sandbox end to end: moto server, the real state machine, the poller, the local
+Rekognition with the offline engines, and the API over HTTP on free ports."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+
+from sandbox.ingest import photo_files, upload, wait_for
+from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
+from sandbox.samples import ensure_samples
+from tests.workflow_helpers import jpeg_bytes
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(ports=Ports.free(), engines=offline_engines, retry_sleep_scale=0.01) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    return ensure_samples(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture(scope="module")
+def demo(sandbox, samples):
+    """The sample photos ingested once into event demo/city-10k."""
+    files, _ = photo_files(samples.photos)
+    keys = upload(files, samples.photos, bucket=sandbox.resources.bucket, org="demo", event="city-10k")
+    return wait_for(keys, table_name=sandbox.resources.table_name, org="demo", event="city-10k", timeout=300, out=None)
+
+
+def api(sandbox, path, body=None):
+    request = urllib.request.Request(
+        sandbox.api_url + path, data=body, method="POST" if body is not None else "GET",
+        headers={"Content-Type": "image/jpeg"} if body is not None else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_every_sample_photo_is_processed(demo, samples):
+    assert not demo.failed and not demo.missing
+    assert {key.rsplit("/", 1)[-1] for key in demo.processed} == set(samples.bibs)
+
+
+def test_bib_search_finds_the_photos_showing_the_bib(sandbox, demo, samples):
+    for bib in ("1234", "0567"):
+        status, body = api(sandbox, f"/events/demo/city-10k/bibs/{bib}/photos")
+        assert status == 200
+        expected = {name for name, bibs in samples.bibs.items() if bib in bibs}
+        assert {photo["original_filename"] for photo in body["photos"]} == expected, bib
+
+
+def test_selfie_search_finds_the_face_in_both_photos(sandbox, demo, samples):
+    status, body = api(sandbox, "/events/demo/city-10k/selfie-search", samples.selfie.read_bytes())
+    assert status == 200, body
+    expected = {name for name, faces in samples.faces.items() if faces}
+    assert {match["photo"]["original_filename"] for match in body["matches"]} == expected
+    assert all(match["similarity"] >= 85 for match in body["matches"])
+
+
+def test_corrupt_file_ends_as_a_failed_photo_with_a_reason(sandbox):
+    res = sandbox.resources
+    key = "demo/broken/raw/cut-off.jpg"
+    boto3.client("s3").put_object(Bucket=res.bucket, Key=key, Body=jpeg_bytes()[:400])
+    outcome = wait_for([key], table_name=res.table_name, org="demo", event="broken", timeout=120, out=None)
+    (failed,) = outcome.failed.values()
+    assert failed["error"] == "CorruptImage" and "truncated" in failed["cause"].lower()
+    status, body = api(sandbox, f"/events/demo/broken/photos/{failed['photo_id']}")
+    assert status == 200 and body["status"] == "FAILED" and body["reason"]["code"] == "CorruptImage"
+
+
+def test_the_same_file_uploaded_twice_is_one_photo(sandbox, samples):
+    res = sandbox.resources
+    files, _ = photo_files(samples.photos)
+    first = upload(files[:1], samples.photos, bucket=res.bucket, org="demo", event="twice")
+    wait_for(first, table_name=res.table_name, org="demo", event="twice", timeout=300, out=None)
+    second = upload(files[:1], samples.photos, bucket=res.bucket, org="demo", event="twice")
+    assert first == second
+    _wait_until_queue_is_empty(res.queue_url)
+    status, body = api(sandbox, "/events/demo/twice/photos")
+    assert status == 200 and len(body["photos"]) == 1
+    sfn = boto3.client("stepfunctions")
+    inputs = [
+        json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])["key"]
+        for e in sfn.list_executions(stateMachineArn=res.state_machine_arn)["executions"]
+    ]
+    assert inputs.count(first[0]) == 1
+
+
+def _wait_until_queue_is_empty(queue_url, timeout=60.0):
+    import time
+
+    sqs = boto3.client("sqs")
+    deadline = time.monotonic() + timeout
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    while time.monotonic() < deadline:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+        if all(attributes[name] == "0" for name in names):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the ingest queue did not drain")
+
+
+def test_poller_leaves_failed_batches_for_redelivery_and_the_dlq(sandbox):
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName="poller-test-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    source = sqs.create_queue(
+        QueueName="poller-test",
+        Attributes={"VisibilityTimeout": "0",
+                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})},
+    )["QueueUrl"]
+    sqs.send_message(QueueUrl=source, MessageBody="{}")
+    calls = []
+    poller = QueuePoller(queue_url=source, handler="h", invoke=lambda name, event: (calls.append(event) or ({"errorType": "Boom"}, True)),
+                         batch_size=1, stop=None, queue_arn="arn:aws:sqs:us-east-1:123456789012:poller-test")
+    for _ in range(4):
+        poller.poll_once()
+    assert len(calls) == 2  # received twice, then moved to the dead-letter queue
+    assert sqs.receive_message(QueueUrl=queue).get("Messages")
