@@ -26,7 +26,6 @@ import os
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,6 +42,7 @@ from chalicelib.config import BibRules, Settings  # noqa: E402
 from chalicelib.imaging import process_image  # noqa: E402
 from chalicelib.rekognition import Rekognition  # noqa: E402
 from sandbox.engines.ocr import OcrEngine  # noqa: E402
+from sandbox.evaluate import score_bibs  # noqa: E402
 from sandbox.stage import PROJECT_DIR, stage_environment  # noqa: E402
 
 EVAL_DATA = PROJECT_DIR.parent / "shared" / "eval-data"
@@ -50,14 +50,6 @@ MAX_WIDTH = 2048
 JPEG_QUALITY = 90
 MAX_PIXELS = 120_000_000
 BUCKET, KEY = "bench", "processed.jpg"
-
-
-@dataclass(frozen=True)
-class Score:
-    precision: float
-    recall: float
-    f1: float
-    mean_photo_f1: float
 
 
 def rbnr_labels(directory: Path) -> dict[str, set[str]]:
@@ -86,23 +78,6 @@ def read_bibs(image: bytes, engine: OcrEngine, rules: BibRules) -> list[str]:
     return bibs_from_detections(detections, rules)
 
 
-def score(truth: dict[str, set[str]], found: dict[str, set[str]]) -> Score:
-    """Pool per-photo set matches into precision, recall and F1 (and the mean per-photo F1)."""
-    tp = fp = fn = 0
-    photo_f1 = []
-    for image, labelled in truth.items():
-        got = found.get(image, set())
-        hits = len(got & labelled)
-        tp, fp, fn = tp + hits, fp + len(got - labelled), fn + len(labelled - got)
-        p = hits / len(got) if got else (1.0 if not labelled else 0.0)
-        r = hits / len(labelled) if labelled else (1.0 if not got else 0.0)
-        photo_f1.append(2 * p * r / (p + r) if p + r else 0.0)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Score(precision, recall, f1, sum(photo_f1) / len(photo_f1) if photo_f1 else 0.0)
-
-
 def evaluate(name: str, directory: Path, truth: dict[str, set[str]], rules: BibRules, verbose: bool) -> None:
     engine = OcrEngine()
     engine.detect_text(_warm_up_image())  # model loading is not a photo's cost
@@ -111,7 +86,7 @@ def evaluate(name: str, directory: Path, truth: dict[str, set[str]], rules: BibR
     for image in sorted(truth):
         found[image] = set(read_bibs((directory / image).read_bytes(), engine, rules))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    result = score(truth, found)
+    result = score_bibs(truth, found)  # the same scoring as `python -m sandbox evaluate`
     print(
         f"{name}: {len(truth)} images, precision {result.precision:.3f}, recall {result.recall:.3f},"
         f" F1 {result.f1:.3f} (mean per-photo F1 {result.mean_photo_f1:.3f});"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import random
 import statistics
@@ -38,7 +37,7 @@ from urllib.parse import quote
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from sandbox.stage import stage_environment  # noqa: E402
+from sandbox.stage import use_mocked_aws  # noqa: E402
 
 STAGE = "dev"
 REGION = "us-east-1"
@@ -53,18 +52,7 @@ ROUTES = ("gallery", "bib", "photographer")
 
 # The environment the tests run with (tests/conftest.py), set before app.py is imported: it reads
 # its settings at import time. No endpoint variables, so every client goes to moto.
-os.environ.update(stage_environment(STAGE))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-)
-for _name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-    del os.environ[_name]
+use_mocked_aws(STAGE, REGION)
 
 from chalice.test import Client  # noqa: E402
 from moto import mock_aws  # noqa: E402

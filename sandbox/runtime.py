@@ -80,6 +80,10 @@ class Sandbox:
     ports: Ports = field(default_factory=Ports)
     engines: Callable[[], tuple[Any, Any]] | None = None  # () -> (ocr, faces); default: offline engines
     retry_sleep_scale: float = 1.0
+    # AWS scales Rekognition out; this machine has two cores and one engine. Holding the queue while
+    # this many executions run keeps each Rekognition call's wait short (the app's clients time
+    # out after 60 s and retry, which only piles more work on the engine).
+    max_running_executions: int = 3
     resources: StageResources | None = None
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -162,6 +166,13 @@ class Sandbox:
         batch_size = next(
             (source.batch_size for source in app.event_sources if getattr(source, "queue", None)), 1
         )
+        sfn = boto3.client("stepfunctions")
+        machine = self.resources.state_machine_arn
+
+        def busy() -> bool:
+            running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
+            return len(running) >= self.max_running_executions
+
         poller = QueuePoller(
             queue_url=self.resources.queue_url,
             handler=function_name(STAGE, "on_upload"),
@@ -169,6 +180,7 @@ class Sandbox:
             batch_size=batch_size,
             stop=self._stop,
             queue_arn=self.resources.queue_arn,
+            busy=busy,
         )
         thread = threading.Thread(target=poller.run, name="sqs-poller", daemon=True)
         thread.start()
@@ -191,25 +203,30 @@ class Sandbox:
 class QueuePoller:
     """Lambda's SQS event source mapping, in miniature.
 
-    Long-polls the queue, hands each batch to the handler as an SQS event, deletes the batch's
+    Long-polls the queue (while the pipeline has capacity), hands each batch to the handler as an
+    SQS event, deletes the batch's
     messages when the handler succeeds and leaves them when it fails, so they come back after the
     visibility timeout and move to the dead-letter queue after the redrive policy's receive count
     (moto applies the redrive policy on receive, as SQS does).
     """
 
-    def __init__(self, *, queue_url: str, handler: str, invoke, batch_size: int, stop: threading.Event,
-                 queue_arn: str) -> None:
+    def __init__(self, *, queue_url: str, handler: str, invoke, batch_size: int, stop: threading.Event | None,
+                 queue_arn: str, busy: Callable[[], bool] = lambda: False) -> None:
         self._sqs = boto3.client("sqs")
         self._queue_url = queue_url
         self._queue_arn = queue_arn
         self._handler = handler
         self._invoke = invoke
         self._batch_size = batch_size
-        self._stop = stop
+        self._stop = stop or threading.Event()
+        self._busy = busy
 
     def run(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._busy():
+                    time.sleep(0.2)  # messages wait in the queue, as they would for Lambda concurrency
+                    continue
                 self.poll_once(wait_seconds=1)
             except Exception:  # noqa: BLE001 - a poller outlives a bad poll, as the real one does
                 log.exception("sqs poll failed")

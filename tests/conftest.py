@@ -6,27 +6,14 @@ test module imports app.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from sandbox.stage import stage_environment
+from sandbox.stage import use_mocked_aws
 
 STAGE = "dev"
 REGION = "us-east-1"
 
-os.environ.update(stage_environment(STAGE))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }
-)
-for _name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-    del os.environ[_name]
+use_mocked_aws(STAGE, REGION)
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 

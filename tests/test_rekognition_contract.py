@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -19,6 +18,7 @@ from chalicelib.errors import NoFaceInImage
 from chalicelib.rekognition import CollectionNotFound, Rekognition
 from sandbox.rekognition_service import LocalRekognition, make_server
 from tests.fakes import FakeRekognition
+from tests.test_rekognition_service import Face
 
 COLOURS = {"alice": (200, 20, 20), "bob": (20, 200, 20), "nobody": (250, 250, 250)}
 
@@ -49,20 +49,9 @@ def people_in(image: bytes) -> list[str]:
     return seen
 
 
-@dataclass(frozen=True)
-class EngineFace:
-    left: float
-    top: float
-    width: float
-    height: float
-    confidence: float
-    quality: int
-    embedding: tuple[float, ...]
-
-
 class WorldFaces:
     def detect(self, image):
-        return [EngineFace(0.1 * n, 0.1, 0.3 / (n + 1), 0.5, 99.0, 3, (float(sorted(COLOURS).index(p)),))
+        return [Face(0.1 * n, 0.1, 0.3 / (n + 1), 0.5, 99.0, 3, (float(sorted(COLOURS).index(p)),))
                 for n, p in enumerate(people_in(image))]
 
     def similarity(self, a, b):
