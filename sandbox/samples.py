@@ -14,6 +14,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from chalicelib.bibs import normalise_bib
+from chalicelib.config import BibRules
+
 SOURCE = Path(__file__).with_name("samples") / "astronaut.jpg"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".sandbox" / "samples"
 
@@ -50,7 +53,7 @@ def ensure_samples(directory: Path = DEFAULT_DIR) -> SampleSet:
     return SampleSet(
         photos=photos,
         selfie=selfie,
-        bibs={name: [_bib_digits(b) for b, *_ in runners] for name, (runners, _) in SCENES.items()},
+        bibs={name: [normalise_bib(b, BibRules()) for b, *_ in runners] for name, (runners, _) in SCENES.items()},
         faces={name: sum(1 for _, face, *_ in runners if face) for name, (runners, _) in SCENES.items()},
     )
 
@@ -104,6 +107,3 @@ def _runner(scene: Image.Image, portrait: Image.Image, bib: str, with_face: bool
         bib, fill=(10, 10, 10), font=font,
     )
 
-
-def _bib_digits(bib: str) -> str:
-    return bib.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")

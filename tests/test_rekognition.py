@@ -1,4 +1,4 @@
-"""Rekognition adapter with a botocore Stubber, and the same contract for the fake."""
+"""Rekognition adapter with a botocore Stubber (the shared contract with the fake: test_rekognition_contract.py)."""
 
 from __future__ import annotations
 
@@ -130,19 +130,7 @@ def test_search_in_a_missing_collection_is_collection_not_found(stubbed):
         adapter.search_faces_by_image("acme-e1", b"jpeg", threshold=85, max_faces=50)
 
 
-# --- the fake keeps the same contract -------------------------------------------------------
-
-
-def test_fake_index_faces_creates_the_collection_and_returns_face_ids():
-    fake = FakeRekognition(faces=lambda bucket, key: ["runner-1", "runner-2"])
-    face_ids = index(fake)
-    assert len(face_ids) == 2 and len(set(face_ids)) == 2
-    assert "acme-e1" in fake.collections
-
-
-def test_fake_search_in_a_missing_collection_is_collection_not_found():
-    with pytest.raises(CollectionNotFound):
-        FakeRekognition().search_faces_by_image("acme-e1", b"runner-1", threshold=85, max_faces=50)
+# --- the fake's own failure injection ----------------------------------------------------------
 
 
 def test_fake_raises_planned_errors_then_recovers():
