@@ -8,9 +8,10 @@ from urllib.parse import unquote
 
 from chalice import Chalice, Response
 
-from chalicelib import clients, ingest, pipeline, search
+from chalicelib import clients
+from chalicelib.services import ingest, pipeline, search
 from chalicelib.config import AppSettings
-from chalicelib.errors import (
+from chalicelib.domain.errors import (
     CorruptImage,
     EmptyImage,
     ImageTooLarge,

@@ -37,10 +37,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 import boto3  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
-from chalicelib.bibs import bibs_from_detections  # noqa: E402
-from chalicelib.config import BibRules, Settings  # noqa: E402
-from chalicelib.imaging import process_image  # noqa: E402
-from chalicelib.rekognition import Rekognition  # noqa: E402
+from chalicelib.domain.bibs import bibs_from_detections  # noqa: E402
+from chalicelib.config import Settings  # noqa: E402
+from chalicelib.domain.bibs import BibRules
+from chalicelib.domain.imaging import process_image  # noqa: E402
+from chalicelib.adapters.rekognition import Rekognition  # noqa: E402
 from sandbox.engines.ocr import OcrEngine  # noqa: E402
 from sandbox.evaluate import score_bibs  # noqa: E402
 from sandbox.stage import PROJECT_DIR, stage_environment  # noqa: E402

@@ -43,7 +43,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from PIL import Image  # noqa: E402
 
-from chalicelib import imaging  # noqa: E402
+from chalicelib.domain import imaging  # noqa: E402
 from sandbox.engines.faces import Face, FaceEngine, distance, distance_for_similarity  # noqa: E402
 
 DEFAULT_DATA = PROJECT_DIR.parent / "shared" / "eval-data"

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps  # noqa: E402
 
-from chalicelib.imaging import process_image  # noqa: E402
+from chalicelib.domain.imaging import process_image  # noqa: E402
 
 WIDTH, HEIGHT = 6000, 4000
 MAX_WIDTH = 2048

@@ -5,7 +5,7 @@ Everything runs in this process against moto, set up as the tests set it up (dev
 environment, fake credentials, us-east-1), with the app's own cached DynamoDB client.
 
 Two passes per route, each request through chalice.test.Client and each followed by a baseline:
-the same page as one raw `Table.query`, so the API / baseline ratio carries over between machines.
+the same page as one raw `repository read`, so the API / baseline ratio carries over between machines.
 - moto: DynamoDB answered by moto. moto's Query sorts the whole table on every call, so at this
   size it costs about a second and the pass is short (--requests; its p99 is about the maximum).
 - replayed: the same pages again, each DynamoDB call answered at once with the response moto gave
@@ -27,20 +27,15 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
+from sandbox.stage import PROJECT_DIR
+from tests.support.aws import MOTO_CONFIG, REGION, STAGE, use_mocked_aws
 
-from sandbox.stage import use_mocked_aws  # noqa: E402
-
-STAGE = "dev"
-REGION = "us-east-1"
 ORG = "bench"
 EVENT = "city-marathon"
 RUNNERS = 2_000
@@ -59,12 +54,11 @@ from moto import mock_aws  # noqa: E402
 
 import app as snaprace  # noqa: E402
 from chalicelib import clients  # noqa: E402
-from chalicelib.model import PHOTO_PREFIX, bib_pk, event_pk, photographer_pk  # noqa: E402
-from chalicelib.table import GSI1, Table  # noqa: E402
+from chalicelib.adapters.table import Key, PhotoTable  # noqa: E402
+from chalicelib.adapters.table import Page as TablePage  # noqa: E402
 from sandbox.resources import create_stage_resources  # noqa: E402
-from tests.api_helpers import make_photo, seed  # noqa: E402
+from tests.support.photos import make_photo, seed  # noqa: E402
 
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
 @dataclass(frozen=True)
@@ -77,10 +71,11 @@ class Event:
 
 @dataclass(frozen=True)
 class Page:
-    """One page: its API path, and the same page as `Table.query` arguments."""
+    """One page: its API path, and the same page read straight from the repository."""
 
     path: str
-    query: dict[str, Any]
+    fetch: Callable[[PhotoTable, Key | None], TablePage]
+    start: Key | None = None
 
 
 @dataclass
@@ -134,7 +129,7 @@ class DynamoDBHooks:
             self.responses[context["bench_key"]] = parsed
 
 
-def load_event(table: Table, photos: int, rng: random.Random) -> Event:
+def load_event(table: PhotoTable, photos: int, rng: random.Random) -> Event:
     """Write an event's PHOTO and BIB_INDEX items; a few runners are in many photos, most in few."""
     bibs = [str(101 + i) for i in range(RUNNERS)]
     # Log-normal popularity: the front of the field, pacers and costumes get photographed far
@@ -162,11 +157,10 @@ def load_event(table: Table, photos: int, rng: random.Random) -> Event:
 def gallery_pages() -> Iterator[Page]:
     """Walk the gallery's cursors, restarting at the first page after the last."""
     base = f"/events/{ORG}/{EVENT}/photos?limit={LIMIT}"
-    query = {"pk": event_pk(ORG, EVENT), "sk_prefix": PHOTO_PREFIX}
     cursor, start = None, None
     while True:
         path = base + (f"&cursor={quote(cursor)}" if cursor else "")
-        body, last = yield Page(path, {**query, "start_key": start})
+        body, last = yield Page(path, lambda table, after: table.gallery_page(ORG, EVENT, limit=LIMIT, after=after), start)
         cursor, start = body["next_cursor"], last
 
 
@@ -175,7 +169,10 @@ def bib_pages(event: Event, rng: random.Random) -> Iterator[Page]:
     bibs = sorted(event.bib_counts)
     while True:
         bib = rng.choice(bibs)
-        yield Page(f"/events/{ORG}/{EVENT}/bibs/{bib}/photos?limit={LIMIT}", {"pk": bib_pk(ORG, EVENT, bib)})
+        yield Page(
+            f"/events/{ORG}/{EVENT}/bibs/{bib}/photos?limit={LIMIT}",
+            lambda table, after, bib=bib: table.bib_page(ORG, EVENT, bib, limit=LIMIT, after=after),
+        )
 
 
 def photographer_pages(event: Event, rng: random.Random) -> Iterator[Page]:
@@ -184,7 +181,7 @@ def photographer_pages(event: Event, rng: random.Random) -> Iterator[Page]:
         handle = rng.choice(event.photographers)
         yield Page(
             f"/events/{ORG}/{EVENT}/photographers/{handle}/photos?limit={LIMIT}",
-            {"pk": photographer_pk(ORG, EVENT, handle), "index": GSI1},
+            lambda table, after, handle=handle: table.photographer_page(ORG, EVENT, handle, limit=LIMIT, after=after),
         )
 
 
@@ -195,7 +192,7 @@ def again(pages: list[Page]) -> Iterator[Page]:
             yield page
 
 
-def run(client: Client, table: Table, pages: Iterator[Page], requests: int,
+def run(client: Client, table: PhotoTable, pages: Iterator[Page], requests: int,
         hooks: DynamoDBHooks) -> tuple[Timings, Timings, list[Page]]:
     """Alternate API request and baseline for `requests` pages; return both timings and the pages.
 
@@ -217,7 +214,8 @@ def run(client: Client, table: Table, pages: Iterator[Page], requests: int,
         api.photos.append(len(body["photos"]))
 
         start = time.perf_counter()
-        items, last = table.query(limit=LIMIT, **page.query)
+        raw = page.fetch(table, page.start)
+        items, last = raw.items, raw.last_key
         baseline.latencies_ms.append((time.perf_counter() - start) * 1000)
         baseline.photos.append(len(items))
         if [p["photo_id"] for p in body["photos"]] != [i["photo_id"] for i in items] or (
@@ -270,13 +268,11 @@ def main() -> None:
         start = time.perf_counter()
         event = load_event(table, args.photos, rng)
         load_s = time.perf_counter() - start
-        items = args.photos + sum(event.bib_counts.values())
         popular, most = event.bib_counts.most_common(1)[0]
         print(f"event {ORG}/{EVENT}: {args.photos} photos by {len(event.photographers)} photographers; "
               f"{len(event.bib_counts)} of {RUNNERS} runners' bibs seen, photos per bib median "
               f"{statistics.median(event.bib_counts.values()):.0f}, max {most} (bib {popular})")
-        print(f"load: {items} items (PHOTO + BIB_INDEX) in {-(-items // 25)} BatchWriteItem calls: "
-              f"{load_s:.1f} s, {items / load_s:.0f} items/s")
+        print(f"load: {args.photos} photos saved as Fanout saves them: {load_s:.1f} s")
 
         hooks = DynamoDBHooks()
         hooks.install(clients._client("dynamodb"))
@@ -290,7 +286,7 @@ def main() -> None:
         client.http.get(next(bib_pages(event, random.Random(-1))).path)
 
         print(f"\nlimit={LIMIT}; each API request is followed by its baseline, the same page as one raw "
-              f"Table.query; latencies in ms")
+              f"repository read; latencies in ms")
         print(f"{'route':<13} {'row':<20} {'req/s':>7} {'p50':>9} {'p99':>9} {'photos/resp':>12}")
         calls: dict[str, list[int]] = {}
         passes: dict[str, list[Page]] = {}

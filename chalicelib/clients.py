@@ -13,10 +13,10 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.config import Settings
-from chalicelib.rekognition import Rekognition
-from chalicelib.storage import Storage
-from chalicelib.table import Table
-from chalicelib.workflow import Workflow
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import PhotoTable
+from chalicelib.adapters.workflow import Workflow
 
 # Standard retry mode: botocore retries throttling and 5xx with backoff before we ever see them.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, signature_version="v4")
@@ -43,9 +43,9 @@ def rekognition() -> Rekognition:
 
 
 @functools.cache
-def table() -> Table:
+def table() -> PhotoTable:
     current = settings()
-    return Table(
+    return PhotoTable(
         _client("dynamodb"),
         current.table_name,
         max_attempts=current.fanout_max_attempts,

@@ -7,36 +7,11 @@ reference behaviour and serve pure unit tests. Names of AWS resources have no de
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chalicelib.errors import ConfigurationError
-
-
-@dataclass(frozen=True)
-class BibRules:
-    """How OCR detections become bib numbers (see chalicelib.bibs)."""
-
-    pattern: str = r"[A-Za-z]?[0-9]{3,6}"
-    min_confidence: float = 90.0
-    excluded: tuple[str, ...] = ("0000", "00000", "000000")
-    strip_prefix: bool = True
-    text_types: tuple[str, ...] = ("WORD",)
-    # A LINE of words none of which is a bib ("12 34") counts as the bib they make together.
-    join_split_numbers: bool = True
-    # Candidates less tall than this fraction of the photo's tallest candidate are dropped (0: off).
-    min_height_ratio: float = 0.5
-
-    def __post_init__(self) -> None:
-        try:
-            re.compile(self.pattern)
-        except re.error as exc:
-            raise ConfigurationError(f"BIB_PATTERN is not a regular expression: {exc}") from exc
-        if not 0.0 <= self.min_height_ratio <= 1.0:
-            raise ConfigurationError(
-                f"BIB_MIN_HEIGHT_RATIO must be between 0 and 1, got {self.min_height_ratio}"
-            )
+from chalicelib.domain.bibs import BibRules
+from chalicelib.domain.errors import ConfigurationError
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sandbox.ingest import photo_files, upload, wait_for
+    from sandbox.uploads import photo_files, upload, wait_for
     from sandbox.samples import ensure_samples
 
     sandbox = Sandbox(ports=Ports(api=args.port))
@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from sandbox.ingest import photo_files, upload, wait_for
+    from sandbox.uploads import photo_files, upload, wait_for
     from sandbox.resources import bucket_name
     from sandbox.stage import stage_environment
 

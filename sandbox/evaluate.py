@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.ingest import Outcome, photo_files, upload, wait_for
+from sandbox.uploads import Outcome, photo_files, upload, wait_for
 from sandbox.runtime import Ports, Sandbox
 
 

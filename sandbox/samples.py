@@ -14,8 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from chalicelib.bibs import normalise_bib
-from chalicelib.config import BibRules
+from chalicelib.domain.bibs import normalise_bib
+from chalicelib.domain.bibs import BibRules
 
 SOURCE = Path(__file__).with_name("samples") / "astronaut.jpg"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".sandbox" / "samples"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -27,26 +26,6 @@ def stage_environment(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, 
     env = dict(config.get("environment_variables", {}))
     env.update(config["stages"][stage].get("environment_variables", {}))
     return env
-
-
-def use_mocked_aws(stage: str, region: str = "us-east-1") -> None:
-    """Set this process up as the tests run the app under moto's in-process mock.
-
-    The stage's environment (app.py reads its settings at import time), fake credentials, and no
-    endpoint variables, so every client goes to the mock.
-    """
-    os.environ.update(stage_environment(stage))
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": region,
-            "AWS_REGION": region,
-        }
-    )
-    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
-        del os.environ[name]
 
 
 def function_name(stage: str, function: str) -> str:

@@ -1,21 +1,17 @@
-"""Test setup: the dev stage's environment, fake AWS credentials and moto fixtures.
+"""Test setup: the dev stage's environment, fake AWS credentials, and the shared fixtures.
 
 `chalice deploy` imports app.py with the stage's environment set; so do the tests, before any
-test module imports app.
+test module imports app. Fixtures live here; helpers and builders in tests/support/.
 """
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
-from sandbox.stage import use_mocked_aws
-
-STAGE = "dev"
-REGION = "us-east-1"
+from tests.support.aws import MOTO_CONFIG, REGION, STAGE, use_mocked_aws
 
 use_mocked_aws(STAGE, REGION)
-
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 
 @pytest.fixture
@@ -37,3 +33,48 @@ def resources(aws):
     from sandbox.resources import create_stage_resources
 
     return create_stage_resources(STAGE, region=REGION)
+
+
+@pytest.fixture
+def table(resources):
+    """The repository over the stage's table; retries do not sleep."""
+    from chalicelib.adapters.table import PhotoTable
+
+    return PhotoTable(boto3.client("dynamodb"), resources.table_name, sleep=lambda seconds: None)
+
+
+@pytest.fixture
+def rekognition(monkeypatch):
+    """The in-memory Rekognition the app uses; it sees people in selfies by colour."""
+    from chalicelib import clients
+    from tests.support.api import people_in
+    from tests.support.fakes import FakeRekognition
+
+    fake = FakeRekognition(people=people_in)
+    monkeypatch.setattr(clients, "rekognition", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def client(resources, rekognition):
+    """The Chalice test client for the dev stage; every HTTP response must match openapi.yaml."""
+    from chalice.test import Client
+
+    import app as snaprace
+    from sandbox.stage import PROJECT_DIR
+    from tests.support.contract import ContractClient
+
+    with Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR)) as chalice_client:
+        yield ContractClient(chalice_client)
+
+
+def pytest_deselected(items):
+    from tests.support.contract import note_deselected
+
+    note_deselected(items)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # The contract's coverage check counts what every other test exercised: it runs last.
+    last = [item for item in items if item.name == "test_every_documented_response_was_exercised"]
+    items[:] = [item for item in items if item not in last] + last

@@ -1,90 +1,39 @@
-"""The search API through chalice.test.Client, with moto DynamoDB/S3 and a Rekognition fake."""
+"""The search API through the contract-checking test client, with moto DynamoDB/S3 and a Rekognition fake."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from dataclasses import replace
 from urllib.parse import parse_qs, quote, urlparse
 
-import boto3
 import pytest
-from chalice.test import Client
 from PIL import Image
 
 import app as snaprace
-from chalicelib import clients, pipeline
-from chalicelib.config import Settings
-from chalicelib.cursors import encode_cursor
-from chalicelib.errors import ThrottlingException
-from chalicelib.model import Failure, failed_item
-from chalicelib.table import Table
-from sandbox.stage import PROJECT_DIR, stage_environment
-from tests.api_helpers import make_photo, seed
-from tests.conftest import STAGE
-from tests.fakes import FakeRekognition
-
-# Selfies in these tests are solid-colour images: the fake "sees" a person per colour.
-PEOPLE = {(200, 30, 30): ["alice"], (30, 200, 30): ["bob"], (30, 30, 200): ["alice", "bob"], (240, 240, 240): []}
-
-
-def people_in(image: bytes) -> list[str]:
-    pixel = Image.open(io.BytesIO(image)).convert("RGB").getpixel((0, 0))
-    nearest = min(PEOPLE, key=lambda c: sum(abs(a - b) for a, b in zip(c, pixel)))
-    return PEOPLE[nearest]
-
-
-def selfie(colour, size=(400, 400), fmt="JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, fmt)
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def rekognition(monkeypatch):
-    fake = FakeRekognition(people=people_in)
-    monkeypatch.setattr(clients, "rekognition", lambda: fake)
-    return fake
-
-
-@pytest.fixture
-def table(resources):
-    return Table(boto3.client("dynamodb"), resources.table_name)
-
-
-@pytest.fixture
-def client(resources, rekognition):
-    return Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
-
-
-def get(client, path, **headers):
-    response = client.http.get(path, headers=headers)
-    return response.status_code, json.loads(response.body) if response.body else None
-
-
-def post_selfie(client, path, body, content_type="image/jpeg"):
-    response = client.http.post(path, headers={"Content-Type": content_type}, body=body)
-    return response.status_code, json.loads(response.body) if response.body else None
-
-
-def error_code(body):
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["message"]
-    return body["error"]["code"]
-
-
-def walk(client, path, limit):
-    """Follow next_cursor from the first page to the last; return the pages."""
-    pages, cursor = [], None
-    while True:
-        url = f"{path}?limit={limit}" + (f"&cursor={quote(cursor)}" if cursor else "")
-        status, body = get(client, url)
-        assert status == 200, body
-        pages.append(body)
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return pages
-
+from chalicelib import clients
+from chalicelib.services import pipeline
+from chalicelib.adapters.table import PhotoTable
+from chalicelib.domain.cursors import encode_cursor
+from chalicelib.domain.errors import (
+    InvalidImage,
+    ProvisionedThroughputExceededException,
+    ThrottlingException,
+    UnprocessedItemsError,
+)
+from sandbox.stage import stage_environment
+from tests.support.api import (
+    Unavailable,
+    error_code,
+    get,
+    index_people,
+    post_selfie,
+    selfie,
+    use_settings,
+    walk,
+)
+from tests.support.photos import make_photo, record_failed, seed
 
 # --- gallery ---------------------------------------------------------------------------------
 
@@ -125,9 +74,7 @@ def test_gallery_photo_has_the_contract_fields(client, table):
 
 def test_gallery_hides_failed_photos_but_they_can_be_fetched(client, table):
     seed(table, [(make_photo("acme", "e1", 1), ())])
-    failure = Failure(error="CorruptImage", cause="JPEG is truncated", failed_at="2025-05-04T09:00:00Z")
-    failed_id = make_photo("acme", "e1", 2).photo_id
-    table.put_item(failed_item("acme", "e1", failed_id, "acme/e1/raw/broken.jpg", failure))
+    failed_id = record_failed(table, "acme", "e1", 2)
     status, body = get(client, "/events/acme/e1/photos")
     assert [p["original_filename"] for p in body["photos"]] == ["IMG_00001.jpg"]
     status, body = get(client, f"/events/acme/e1/photos/{failed_id}")
@@ -150,8 +97,7 @@ def test_presigned_url_points_at_the_processed_copy(client, table, resources):
 
 
 def test_cdn_url_when_a_cdn_is_configured(client, table, monkeypatch):
-    settings = replace(Settings.from_env(stage_environment(STAGE)), cdn_base_url="https://cdn.example/photos")
-    monkeypatch.setattr(clients, "settings", lambda: settings)
+    use_settings(monkeypatch, cdn_base_url="https://cdn.example/photos")
     photo = make_photo("acme", "e1", 1)
     seed(table, [(photo, ())])
     url = get(client, "/events/acme/e1/photos")[1]["photos"][0]["url"]
@@ -284,33 +230,16 @@ def test_cursor_from_another_listing_is_400(client, table):
     assert status == 400 and error_code(body) == "InvalidCursor"
 
 
-def test_cursor_signed_with_another_secret_is_400(client):
-    forged = encode_cursor("gallery|ORG#acme#EVT#e1", {"PK": "ORG#acme#EVT#e1", "SK": "PHOTO#Z"}, b"another-secret-key")
+def test_cursor_signed_with_another_secret_is_400(client, table):
+    seed(table, [(make_photo("acme", "e1", n), ()) for n in range(3)])
+    issued = get(client, "/events/acme/e1/photos?limit=1")[1]["next_cursor"]
+    payload = json.loads(base64.urlsafe_b64decode(issued.split(".")[0] + "=="))
+    forged = encode_cursor(payload["s"], payload["k"], b"another-secret-key")
     status, body = get(client, f"/events/acme/e1/photos?cursor={quote(forged)}")
     assert status == 400 and error_code(body) == "InvalidCursor"
 
 
-def test_throttled_table_is_503_with_retry_after(client, monkeypatch):
-    class Throttled:
-        def query(self, **kwargs):
-            raise ThrottlingException("slow down")
-
-    monkeypatch.setattr(clients, "table", lambda: Throttled())
-    response = client.http.get("/events/acme/e1/photos")
-    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
-    assert error_code(json.loads(response.body)) == "ThrottlingException"
-
-
 # --- selfie search ---------------------------------------------------------------------------
-
-
-def index_people(rekognition, photos_people):
-    """Index each photo's people into the event's collection, as IndexFaces would."""
-    for photo, people in photos_people:
-        for person in people:
-            rekognition.collections.setdefault(f"{photo.org_id}-{photo.event_id}", {})[
-                f"{photo.photo_id}-{person}-{len(rekognition.collections.get(f'{photo.org_id}-{photo.event_id}', {}))}"
-            ] = (person, photo.photo_id)
 
 
 def test_selfie_finds_each_photo_once_best_similarity_first(client, table, rekognition):
@@ -368,8 +297,7 @@ def test_truncated_selfie_is_400(client, rekognition):
 
 
 def test_selfie_over_the_byte_limit_is_413(client, rekognition, monkeypatch):
-    settings = replace(Settings.from_env(stage_environment(STAGE)), selfie_max_bytes=1000)
-    monkeypatch.setattr(clients, "settings", lambda: settings)
+    use_settings(monkeypatch, selfie_max_bytes=1000)
     status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), size=(800, 800)))
     assert status == 413 and error_code(body) == "SelfieTooLarge"
 
@@ -417,3 +345,137 @@ def test_only_listed_origins_are_echoed(client, monkeypatch):
     assert allowed.headers["Vary"] == "Origin"
     refused = client.http.get("/events/acme/e1/photos", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+# --- shapes, errors and failures on every operation ------------------------------------------
+
+EVENT = "/events/acme/e1"
+SELFIE = f"{EVENT}/selfie-search"
+UNKNOWN_PHOTO_ID = "01JTB2Y4X0ABCDEFGHJKMNPQRS"
+
+
+def test_photo_without_bibs_or_photographer_has_empty_bibs_and_null_photographer(client, table):
+    seed(table, [(make_photo("acme", "e1", 1), ())])
+    status, body = get(client, f"{EVENT}/photos")
+    (photo,) = body["photos"]
+    assert status == 200 and photo["bibs"] == [] and photo["photographer"] is None
+
+
+BAD_REQUESTS = [
+    ("/events/bad%23org/e1/photos", "InvalidId"),
+    (f"/events/acme/{'x' * 65}/photos", "InvalidId"),
+    (f"{EVENT}/photos/not-a-ulid", "InvalidId"),
+    ("/events/-acme/e1/photos/" + UNKNOWN_PHOTO_ID, "InvalidId"),
+    ("/events/acme/e%201/bibs/1234/photos", "InvalidId"),
+    ("/events/acme/.e1/photographers/p/photos", "InvalidId"),
+    (f"{EVENT}/bibs/12/photos", "InvalidBib"),
+    (f"{EVENT}/bibs/0000/photos", "InvalidBib"),
+    (f"{EVENT}/photographers/%40/photos", "InvalidHandle"),
+    (f"{EVENT}/photographers/a%23b/photos", "InvalidHandle"),
+    (f"{EVENT}/photos?limit=0", "InvalidLimit"),
+    (f"{EVENT}/photos?limit=ten", "InvalidLimit"),
+    (f"{EVENT}/bibs/1234/photos?limit=101", "InvalidLimit"),
+    (f"{EVENT}/photographers/p/photos?limit=-1", "InvalidLimit"),
+    (f"{EVENT}/photos?cursor=garbage", "InvalidCursor"),
+    (f"{EVENT}/bibs/1234/photos?cursor=a.b", "InvalidCursor"),
+    (f"{EVENT}/photographers/p/photos?cursor=a.b", "InvalidCursor"),
+]
+
+
+def test_each_listing_names_what_is_wrong_with_a_bad_request(client):
+    answers = [(url, *get(client, url)) for url, _ in BAD_REQUESTS]
+    assert [(url, status, error_code(body)) for url, status, body in answers] == [
+        (url, 400, code) for url, code in BAD_REQUESTS
+    ]
+
+
+@pytest.mark.parametrize("content_type", ["image/webp", "application/octet-stream"])
+def test_selfie_for_an_event_without_faces_has_no_matches(client, rekognition, content_type):
+    image = selfie((200, 30, 30), fmt="PNG")
+    status, body = post_selfie(client, "/events/acme/new/selfie-search", image, content_type)
+    assert status == 200 and body["matches"] == []
+
+
+def test_selfie_for_a_malformed_event_is_400(client, rekognition):
+    status, body = post_selfie(client, "/events/acme/bad%23event/selfie-search", selfie((200, 30, 30)))
+    assert status == 400 and error_code(body) == "InvalidId"
+    assert rekognition.calls == []
+
+
+def test_selfie_over_the_pixel_limit_is_413(client, rekognition, monkeypatch):
+    use_settings(monkeypatch, max_image_pixels=10_000)
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30), size=(400, 400)))
+    assert status == 413 and error_code(body) == "ImageTooLarge"
+
+
+EVERY_OPERATION = [
+    ("GET", f"{EVENT}/photos"),
+    ("GET", f"{EVENT}/photos/{UNKNOWN_PHOTO_ID}"),
+    ("GET", f"{EVENT}/bibs/1234/photos"),
+    ("GET", f"{EVENT}/photographers/p/photos"),
+    ("POST", SELFIE),
+]
+
+
+def _request(client, method, url):
+    if method == "POST":
+        return post_selfie(client, url, selfie((200, 30, 30)))
+    return get(client, url)
+
+
+@pytest.mark.parametrize("error", [ThrottlingException("slow"), ProvisionedThroughputExceededException("no")])
+def test_throttled_table_is_503_with_retry_after_on_every_operation(client, rekognition, monkeypatch, error):
+    # The selfie only reads the table once Rekognition found matches.
+    index_people(rekognition, [(make_photo("acme", "e1", 1), ["alice"])])
+    monkeypatch.setattr(clients, "table", lambda: Unavailable(error))
+    for method, url in EVERY_OPERATION:
+        selfie_post = {"headers": {"Content-Type": "image/jpeg"}, "body": selfie((200, 30, 30))}
+        response = client.http.request(method, url, **(selfie_post if method == "POST" else {}))
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1", (method, url)
+        assert error_code(json.loads(response.body)) == type(error).__name__
+
+
+def test_throttled_rekognition_is_503(client, rekognition):
+    rekognition.fail("detect_faces", ThrottlingException("Rekognition throttled the call"))
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
+    assert status == 503 and error_code(body) == "ThrottlingException"
+
+
+def test_unprocessed_photo_lookups_are_503(client, table, rekognition, monkeypatch):
+    photo = make_photo("acme", "e1", 1)
+    seed(table, [(photo, ())])
+    index_people(rekognition, [(photo, ["alice"])])
+
+    def unprocessed(self, org_id, event_id, photo_ids):
+        raise UnprocessedItemsError("BatchGetItem left keys unprocessed after every attempt")
+
+    monkeypatch.setattr(PhotoTable, "photos", unprocessed)
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
+    assert status == 503 and error_code(body) == "UnprocessedItemsError"
+
+
+def test_unexpected_failure_is_500_without_its_details_on_every_operation(client, rekognition, monkeypatch):
+    index_people(rekognition, [(make_photo("acme", "e1", 1), ["alice"])])
+    monkeypatch.setattr(clients, "table", lambda: Unavailable(RuntimeError("boom")))
+    for method, url in EVERY_OPERATION:
+        status, body = _request(client, method, url)
+        assert status == 500 and error_code(body) == "InternalError", (method, url)
+        assert "boom" not in body["error"]["message"]
+
+
+def test_selfie_rekognition_rejects_is_a_4xx(client, rekognition):
+    rejected = InvalidImage("Rekognition rejected the image (InvalidImageFormatException): bad")
+    rekognition.fail("detect_faces", rejected)
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
+    assert 400 <= status < 500, body
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+def test_unlisted_selfie_content_type_gets_the_api_error_shape(client, rekognition, content_type):
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)), content_type)
+    assert status == 415 and error_code(body) == "UnsupportedMediaType"
+
+
+def test_gif_selfie_is_decoded(client, rekognition):
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30), fmt="GIF"), "image/gif")
+    assert status == 200, body

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.bibs import TextBox, TextDetection, bibs_from_detections, normalise_bib
-from chalicelib.config import BibRules
+from chalicelib.domain.bibs import TextBox, TextDetection, bibs_from_detections, normalise_bib
+from chalicelib.domain.bibs import BibRules
 
 DEFAULT = BibRules()
 
@@ -77,7 +77,7 @@ def test_typed_non_bibs_normalise_to_none(typed):
 
 
 def test_invalid_pattern_is_a_configuration_error():
-    from chalicelib.errors import ConfigurationError
+    from chalicelib.domain.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="BIB_PATTERN"):
         BibRules(pattern="[0-9")
@@ -170,7 +170,7 @@ def test_split_number_lines_count_for_height():
 
 @pytest.mark.parametrize("ratio", [-0.1, 1.5])
 def test_height_ratio_outside_zero_to_one_is_a_configuration_error(ratio):
-    from chalicelib.errors import ConfigurationError
+    from chalicelib.domain.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="BIB_MIN_HEIGHT_RATIO"):
         BibRules(min_height_ratio=ratio)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.config import AppSettings, Settings
-from chalicelib.errors import ConfigurationError
+from chalicelib.domain.errors import ConfigurationError
 from sandbox.stage import stage_environment
 
 

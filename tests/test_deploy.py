@@ -42,7 +42,7 @@ from sandbox.stage import (
     render_definition,
     stage_environment,
 )
-from tests.conftest import REGION
+from tests.support.aws import REGION
 
 STAGE = "prod"
 
@@ -189,7 +189,7 @@ def test_ingest_queue_redrives_to_a_two_week_dead_letter_queue_and_accepts_only_
 
 
 def test_table_has_the_apps_key_schema_on_demand_with_recovery_and_protection(prod):
-    from chalicelib.table import table_definition
+    from chalicelib.adapters.table import table_definition
 
     ddb = boto3.client("dynamodb")
     table = ddb.describe_table(TableName=prod.table_name)["Table"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import ids
+from chalicelib.domain import ids
 
 UTC = timezone.utc
 

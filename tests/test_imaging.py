@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 from thumbhash import thumbhash_to_image
 
-from chalicelib import imaging
-from chalicelib.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
-from chalicelib.imaging import ProcessedImage, process_image
+from chalicelib.domain import imaging
+from chalicelib.domain.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
+from chalicelib.domain.imaging import ProcessedImage, process_image
 
 RED = (255, 0, 0)
 WHITE = (255, 255, 255)

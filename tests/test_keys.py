@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
 
 import pytest
 
-from chalicelib import keys
-from chalicelib.errors import InvalidKey
+from chalicelib.domain import keys
+from chalicelib.domain.errors import InvalidKey
 
 
 def test_parses_a_raw_key_whose_filename_has_slashes():
@@ -51,10 +50,3 @@ def test_photographer_handles_are_normalised(given, expected):
 def test_collection_id_uses_only_allowed_characters():
     assert keys.collection_id("acme", "city-10k.2025") == "acme-city-10k.2025"
     assert keys.collection_id("acme", "a" * 300).__len__() == 255
-
-
-def test_header_values_are_ascii_and_reversible():
-    original = "acme/e1/raw/서울 마라톤 100%.jpg"
-    header = keys.ascii_header_value(original)
-    assert header.isascii()
-    assert unquote(header) == original

@@ -10,7 +10,6 @@ from botocore.stub import Stubber
 from PIL import Image, ImageDraw, ImageFont
 
 from sandbox.engines.ocr import (
-    MAX_WORDS,
     OcrEngine,
     RawLine,
     UnreadableImage,

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from urllib.parse import unquote
 
 import boto3
 import pytest
 
-from chalicelib import pipeline
+from chalicelib.services import pipeline
 from chalicelib.config import Settings
-from chalicelib.errors import EmptyImage, ImageTooLarge, InvalidKey, RawObjectMissing
-from chalicelib.model import RawObject
-from chalicelib.storage import Storage
-from chalicelib.table import Table
+from chalicelib.domain.errors import EmptyImage, ImageTooLarge, InvalidKey, RawObjectMissing
+from chalicelib.domain.model import RawObject
+from chalicelib.adapters.storage import Storage
 from sandbox.stage import stage_environment
-from tests.fakes import FakeRekognition
-from tests.workflow_helpers import jpeg_bytes, upload
+from tests.support.fakes import FakeRekognition
+from tests.support.workflow import jpeg_bytes, upload
 
 
 @pytest.fixture
@@ -27,11 +27,6 @@ def settings():
 @pytest.fixture
 def storage(resources):
     return Storage(boto3.client("s3"))
-
-
-@pytest.fixture
-def table(resources):
-    return Table(boto3.client("dynamodb"), resources.table_name, sleep=lambda s: None)
 
 
 def source(res, key, *, version_id=None, etag="etag-1", uploaded_at="2025-05-04T09:00:00Z"):
@@ -116,7 +111,7 @@ def test_preprocess_refuses_a_key_outside_the_layout(resources, storage, setting
 
 
 def test_detect_text_and_index_faces_use_the_processed_copy(resources, storage, settings):
-    from chalicelib.bibs import TextDetection
+    from chalicelib.domain.bibs import TextDetection
 
     seen = []
     fake = FakeRekognition(
@@ -140,9 +135,14 @@ def _fanout_event(res, photo, bibs, face_ids=()):
     }
 
 
-def _keys(table):
-    ddb = boto3.client("dynamodb")
-    return sorted((i["PK"]["S"], i["SK"]["S"]) for i in ddb.scan(TableName=table.name)["Items"])
+def _snapshot(table):
+    """Every item in the table, whole and in a stable order."""
+    items = boto3.client("dynamodb").scan(TableName=table.name)["Items"]
+    return sorted(json.dumps(item, sort_keys=True) for item in items)
+
+
+def _records(table):
+    return sorted((r["status"], r["photo_id"]) for r in table.event_records("acme", "e1"))
 
 
 @pytest.fixture
@@ -154,25 +154,26 @@ def photo(resources, storage, settings):
 def test_fanout_twice_writes_the_same_items(resources, table, photo):
     event = _fanout_event(resources, photo, ["1234", "0567"], ["f1"])
     pipeline.fanout(event, table=table)
-    first = _keys(table)
+    first = _snapshot(table)
     pipeline.fanout(event, table=table)
-    assert _keys(table) == first
-    assert len(first) == 3
+    assert _snapshot(table) == first
+    assert len(first) == 3  # the photo and one listing entry per bib
 
 
 def test_fanout_removes_bib_items_the_photo_no_longer_has(resources, table, photo):
     pipeline.fanout(_fanout_event(resources, photo, ["1234", "0567"]), table=table)
     pipeline.fanout(_fanout_event(resources, photo, ["1234"]), table=table)
-    bib_partitions = [pk for pk, sk in _keys(table) if "#BIB#" in pk]
-    assert bib_partitions == ["ORG#acme#EVT#e1#BIB#1234"]
+    assert table.bib_page("acme", "e1", "0567", limit=5).items == []
+    assert [p["photo_id"] for p in table.bib_page("acme", "e1", "1234", limit=5).items] == [photo["photo_id"]]
+    assert len(_snapshot(table)) == 2
 
 
 def test_fanout_clears_the_failure_an_earlier_run_recorded(resources, table, photo):
     failed = {**source(resources, photo["raw_key"]), "error": {"Error": "ThrottlingException", "Cause": "x"}}
     recorded = pipeline.record_failure(failed, table=table)
-    assert ("ORG#acme#EVT#e1", f"FAILED#{recorded['photo_id']}") in _keys(table)
+    assert table.failure("acme", "e1", recorded["photo_id"]) is not None
     pipeline.fanout(_fanout_event(resources, photo, []), table=table)
-    assert _keys(table) == [("ORG#acme#EVT#e1", f"PHOTO#{photo['photo_id']}")]
+    assert _records(table) == [("PROCESSED", photo["photo_id"])]
 
 
 def test_record_failure_keeps_the_lambda_error_message(resources, table):
@@ -181,7 +182,7 @@ def test_record_failure_keeps_the_lambda_error_message(resources, table):
         "error": {"Error": "CorruptImage", "Cause": '{"errorMessage": "JPEG is truncated", "errorType": "CorruptImage"}'},
     }
     result = pipeline.record_failure(event, table=table, now=lambda: datetime(2025, 5, 4, 10, tzinfo=timezone.utc))
-    item = table.get_item("ORG#acme#EVT#e1", f"FAILED#{result['photo_id']}")
+    item = table.failure("acme", "e1", result["photo_id"])
     assert item["status"] == "FAILED"
     assert (item["error"], item["cause"]) == ("CorruptImage", "JPEG is truncated")
     assert item["failed_at"] == "2025-05-04T10:00:00Z"
@@ -193,22 +194,6 @@ def test_record_failure_keeps_the_lambda_error_message(resources, table):
 def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_clears_it(resources, table, photo):
     event = {**source(resources, photo["raw_key"]), "photo": photo, "error": {"Error": "UnprocessedItemsError", "Cause": "x"}}
     assert pipeline.record_failure(event, table=table)["photo_id"] == photo["photo_id"]
-    assert _keys(table) == [("ORG#acme#EVT#e1", f"FAILED#{photo['photo_id']}")]
+    assert _records(table) == [("FAILED", photo["photo_id"])]
     pipeline.fanout(_fanout_event(resources, photo, []), table=table)
-    assert _keys(table) == [("ORG#acme#EVT#e1", f"PHOTO#{photo['photo_id']}")]
-
-
-def test_presigned_urls_are_reused_within_half_their_lifetime(resources):
-    client = boto3.client("s3")
-    signed = []
-    client.meta.events.register("before-sign.s3.GetObject", lambda **kwargs: signed.append(1))
-    now = [1_000_000.0]
-    storage = Storage(client, clock=lambda: now[0])
-    first = storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600)
-    now[0] += 60
-    assert storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600) == first
-    assert len(signed) == 1
-    now[0] += 1800  # past half the lifetime: a fresh URL
-    storage.presigned_get_url(resources.bucket, "a/b/processed/x.jpg", expires_in=3600)
-    storage.presigned_get_url(resources.bucket, "a/b/processed/y.jpg", expires_in=3600)
-    assert len(signed) == 3
+    assert _records(table) == [("PROCESSED", photo["photo_id"])]

@@ -6,10 +6,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib.bibs import TextBox, TextDetection
-from chalicelib.errors import ProvisionedThroughputExceededException, ThrottlingException
-from chalicelib.rekognition import CollectionNotFound, Rekognition
-from tests.fakes import FakeRekognition
+from chalicelib.domain.bibs import TextBox, TextDetection
+from chalicelib.domain.errors import ProvisionedThroughputExceededException, ThrottlingException
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain.errors import CollectionNotFound
+from tests.support.fakes import FakeRekognition
 
 S3_IMAGE = {"S3Object": {"Bucket": "photos", "Name": "acme/e1/processed/P1.jpg"}}
 

@@ -13,12 +13,13 @@ import boto3
 import pytest
 from PIL import Image
 
-from chalicelib.bibs import TextDetection
-from chalicelib.errors import NoFaceInImage
-from chalicelib.rekognition import CollectionNotFound, Rekognition
+from chalicelib.domain.bibs import TextDetection
+from chalicelib.domain.errors import NoFaceInImage
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain.errors import CollectionNotFound
 from sandbox.rekognition_service import LocalRekognition, make_server
-from tests.fakes import FakeRekognition
-from tests.test_rekognition_service import Face
+from tests.support.fakes import FakeRekognition
+from tests.support.fakes import EngineFace as Face
 
 COLOURS = {"alice": (200, 20, 20), "bob": (20, 200, 20), "nobody": (250, 250, 250)}
 

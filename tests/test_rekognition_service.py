@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import io
 import threading
-from dataclasses import dataclass
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from chalicelib.errors import InvalidImage, NoFaceInImage
-from chalicelib.rekognition import CollectionNotFound, Rekognition
+from chalicelib.domain.errors import InvalidImage, NoFaceInImage
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain.errors import CollectionNotFound
 from sandbox.rekognition_service import LocalRekognition, make_server
-
-
-@dataclass(frozen=True)
-class Face:
-    left: float
-    top: float
-    width: float
-    height: float
-    confidence: float
-    quality: int
-    embedding: tuple[float, ...]
+from tests.support.fakes import EngineFace as Face
 
 
 def png(colour, size=(120, 90)) -> bytes:

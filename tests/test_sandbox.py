@@ -10,10 +10,10 @@ import urllib.request
 import boto3
 import pytest
 
-from sandbox.ingest import photo_files, upload, wait_for
+from sandbox.uploads import photo_files, upload, wait_for
 from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
-from tests.workflow_helpers import jpeg_bytes
+from tests.support.workflow import jpeg_bytes
 
 
 @pytest.fixture(scope="module")

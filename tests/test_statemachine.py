@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import app as snaprace
-from chalicelib import errors
+from chalicelib.domain import errors
 from sandbox.stage import FUNCTION_PLACEHOLDERS, PROJECT_DIR, render_definition
 
 DEFINITION = PROJECT_DIR / "statemachine.json"

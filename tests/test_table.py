@@ -1,49 +1,147 @@
-"""DynamoDB adapter against moto (and a Stubber for UnprocessedItems, which moto never returns)."""
+"""The repository against moto (and a Stubber for UnprocessedItems, which moto never returns).
+
+These tests are where the key layout may be named: they check what the items look like in the
+table, so every other module can speak only the repository's domain methods.
+"""
 
 from __future__ import annotations
 
+
 import boto3
 import pytest
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.stub import ANY, Stubber
 
-from chalicelib.errors import ProvisionedThroughputExceededException, UnprocessedItemsError
-from chalicelib.table import Table
+from chalicelib.adapters.table import PhotoTable
+from chalicelib.domain.errors import ProvisionedThroughputExceededException, UnprocessedItemsError
+from chalicelib.domain.model import Analysis, Failure
+from tests.support.photos import make_photo
 
 
-@pytest.fixture
-def table(resources):
-    return Table(boto3.client("dynamodb"), resources.table_name, sleep=lambda s: None)
+def stored(table: PhotoTable) -> dict[tuple[str, str], dict]:
+    """Every item as the table holds it, keys included, by (PK, SK)."""
+    deserializer = TypeDeserializer()
+    items = boto3.client("dynamodb").scan(TableName=table.name)["Items"]
+    decoded = [{k: deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    return {(item["PK"], item["SK"]): item for item in decoded}
 
 
-def test_writes_more_than_25_items_in_chunks(table):
-    items = [{"PK": "P", "SK": f"S#{i:03d}", "n": i} for i in range(60)]
-    assert table.write_batch(items) == 60
-    page, last = table.query(pk="P", limit=100, newest_first=False)
-    assert [item["n"] for item in page] == list(range(60))
-    assert last is None
+def test_photo_is_keyed_by_org_and_event_and_listed_by_photographer(table):
+    photo = make_photo("acme", "run-5k", 1, photographer="snap.shooter")
+    table.save_photo(photo, Analysis(bibs=("1234",), face_ids=("f1", "f2")))
+    item = stored(table)[("ORG#acme#EVT#run-5k", f"PHOTO#{photo.photo_id}")]
+    assert item["status"] == "PROCESSED" and item["type"] == "PHOTO"
+    assert item["face_count"] == 2 and item["face_ids"] == ["f1", "f2"]
+    assert (item["GSI1PK"], item["GSI1SK"]) == ("ORG#acme#EVT#run-5k#PG#snap.shooter", f"PHOTO#{photo.photo_id}")
+    assert "GSI2PK" not in item
 
 
-def test_numbers_come_back_as_ints_and_lists_as_lists(table):
-    table.put_item({"PK": "P", "SK": "S", "width": 2048, "bibs": ["0042"], "nested": {"a": 1}})
-    assert table.get_item("P", "S") == {"PK": "P", "SK": "S", "width": 2048, "bibs": ["0042"], "nested": {"a": 1}}
-    assert table.get_item("P", "missing") is None
+def test_bib_listing_items_carry_the_display_fields_and_are_scoped_by_org(table):
+    photo = make_photo("acme", "run-5k", 1, photographer="p")
+    table.save_photo(photo, Analysis(bibs=("1234", "0567", "1234")))
+    table.save_photo(make_photo("other", "run-5k", 1), Analysis(bibs=("1234",)))
+    items = stored(table)
+    record = items[("ORG#acme#EVT#run-5k", f"PHOTO#{photo.photo_id}")]
+    assert record["bibs"] == ["1234", "0567"]
+    for bib in ("1234", "0567"):
+        entry = items[(f"ORG#acme#EVT#run-5k#BIB#{bib}", f"PHOTO#{photo.photo_id}")]
+        assert entry["type"] == "BIB_INDEX" and entry["bib"] == bib
+        for name in ("photo_id", "bucket", "org_id", "event_id", "processed_key", "width", "height",
+                     "thumbhash", "bibs", "photographer", "captured_at", "original_filename"):
+            assert entry[name] == record[name], name
+    assert [p["photo_id"] for p in table.bib_page("acme", "run-5k", "1234", limit=10).items] == [photo.photo_id]
 
 
-def test_query_pages_continue_from_the_last_key(table):
-    table.write_batch([{"PK": "P", "SK": f"S#{i}"} for i in range(5)])
-    first, cursor = table.query(pk="P", limit=3)
-    second, end = table.query(pk="P", limit=3, start_key=cursor)
-    assert [i["SK"] for i in first + second] == ["S#4", "S#3", "S#2", "S#1", "S#0"]
+def test_photographer_listing_is_exact_so_event_prefixes_cannot_collide(table):
+    short, longer = make_photo("acme", "run-5k", 1, photographer="p"), make_photo("acme", "run-5k-2025", 2, photographer="p")
+    table.save_photo(short, Analysis())
+    table.save_photo(longer, Analysis())
+    assert [p["photo_id"] for p in table.photographer_page("acme", "run-5k", "p", limit=10).items] == [short.photo_id]
 
 
-def test_deletes_go_in_the_same_batches(table):
-    table.write_batch([{"PK": "P", "SK": "old"}])
-    table.write_batch([{"PK": "P", "SK": "new"}], [{"PK": "P", "SK": "old"}])
-    assert table.get_item("P", "old") is None and table.get_item("P", "new")
+def test_photo_without_photographer_is_not_in_the_photographer_listing(table):
+    photo = make_photo("acme", "e1", 1, photographer=None)
+    table.save_photo(photo, Analysis())
+    item = stored(table)[("ORG#acme#EVT#e1", f"PHOTO#{photo.photo_id}")]
+    assert "GSI1PK" not in item and "photographer" not in item
+
+
+def test_fallback_reasons_are_recorded_on_the_photo(table):
+    photo = make_photo("acme", "e1", 1)
+    table.save_photo(photo, Analysis(bibs_error="ThrottlingException"))
+    record = table.photo("acme", "e1", photo.photo_id)
+    assert record["bibs_error"] == "ThrottlingException" and "faces_error" not in record
+
+
+def test_failure_is_recorded_beside_the_photos_and_listed_in_the_failure_index(table):
+    failure = Failure(error="CorruptImage", cause="truncated", failed_at="2025-05-04T09:00:00Z", extra={"raw_size": 9})
+    table.record_failure("acme", "run-5k", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/run-5k/raw/x/IMG.jpg", failure)
+    item = stored(table)[("ORG#acme#EVT#run-5k", "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS")]
+    assert item["status"] == "FAILED" and item["raw_size"] == 9
+    assert (item["GSI2PK"], item["GSI2SK"]) == ("ORG#acme#EVT#run-5k#FAILED", "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS")
+    record = table.failure("acme", "run-5k", "01JTB2Y4X0ABCDEFGHJKMNPQRS")
+    assert record["original_filename"] == "IMG.jpg" and (record["error"], record["cause"]) == ("CorruptImage", "truncated")
+    assert table.gallery_page("acme", "run-5k", limit=10).items == []  # the gallery lists photos only
+
+
+def test_records_are_plain_values_without_key_attributes(table):
+    photo = make_photo("acme", "e1", 1, photographer="p")
+    table.save_photo(photo, Analysis(bibs=("0042",)))
+    record = table.photo("acme", "e1", photo.photo_id)
+    assert record["width"] == 2048 and isinstance(record["width"], int)
+    assert record["bibs"] == ["0042"]
+    assert not {"PK", "SK", "GSI1PK", "GSI1SK"} & set(record)
+    assert table.photo("acme", "e1", make_photo("acme", "e1", 2).photo_id) is None
+
+
+def test_saving_a_photo_with_more_than_25_items_writes_them_in_chunks(table):
+    photo = make_photo("acme", "e1", 1)
+    bibs = tuple(f"{n:04d}" for n in range(1, 31))
+    assert table.save_photo(photo, Analysis(bibs=bibs)) == 31
+    assert all(table.bib_page("acme", "e1", bib, limit=5).items for bib in bibs)
+
+
+def test_gallery_pages_continue_from_the_last_key_newest_first(table):
+    photos = [make_photo("acme", "e1", n) for n in range(5)]
+    for photo in photos:
+        table.save_photo(photo, Analysis())
+    first = table.gallery_page("acme", "e1", limit=3)
+    second = table.gallery_page("acme", "e1", limit=3, after=first.last_key)
+    assert [p["photo_id"] for p in first.items + second.items] == [p.photo_id for p in reversed(photos)]
+    assert second.last_key is None
+
+
+def test_saving_again_drops_bibs_the_photo_lost_and_clears_its_failures(table):
+    photo = make_photo("acme", "e1", 1)
+    failure = Failure(error="CorruptImage", cause="x", failed_at="2025-05-04T09:00:00Z")
+    table.record_failure("acme", "e1", photo.photo_id, photo.raw_key, failure)
+    table.save_photo(photo, Analysis(bibs=("1234", "0567")))
+    table.save_photo(photo, Analysis(bibs=("1234",)), clear_failures=[photo.photo_id])
+    assert table.bib_page("acme", "e1", "0567", limit=5).items == []
+    assert table.bib_page("acme", "e1", "1234", limit=5).items
+    assert table.failure("acme", "e1", photo.photo_id) is None
+
+
+def test_photos_are_fetched_in_batches_and_unknown_ids_are_left_out(table):
+    photos = [make_photo("acme", "e1", n) for n in range(120)]
+    for photo in photos:
+        table.save_photo(photo, Analysis())
+    wanted = [p.photo_id for p in photos] + [make_photo("acme", "e1", 999).photo_id]
+    assert sorted(r["photo_id"] for r in table.photos("acme", "e1", wanted)) == sorted(p.photo_id for p in photos)
+
+
+def test_event_records_are_every_photo_and_failure_of_that_event_only(table):
+    photo = make_photo("acme", "e1", 1)
+    table.save_photo(photo, Analysis(bibs=("1234",)))
+    table.save_photo(make_photo("acme", "e2", 1), Analysis())
+    failure = Failure(error="CorruptImage", cause="x", failed_at="2025-05-04T09:00:00Z")
+    table.record_failure("acme", "e1", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/e1/raw/b.jpg", failure)
+    statuses = sorted((r["status"], r["photo_id"]) for r in table.event_records("acme", "e1"))
+    assert statuses == sorted([("PROCESSED", photo.photo_id), ("FAILED", "01JTB2Y4X0ABCDEFGHJKMNPQRS")])
 
 
 def _stubbed(client, sleeps):
-    return Table(client, "t", max_attempts=4, base_delay=0.1, max_delay=0.3, sleep=sleeps.append)
+    return PhotoTable(client, "t", max_attempts=4, base_delay=0.1, max_delay=0.3, sleep=sleeps.append)
 
 
 def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
@@ -51,10 +149,11 @@ def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
     sleeps: list[float] = []
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
     with Stubber(client) as stub:
+        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": left})
         stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": left})
-        _stubbed(client, sleeps).write_batch([{"PK": "P", "SK": "S"}, {"PK": "P", "SK": "T"}])
+        _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
         stub.assert_no_pending_responses()
     assert len(sleeps) == 2
     assert 0 <= sleeps[0] <= 0.1 and 0 <= sleeps[1] <= 0.2
@@ -65,16 +164,18 @@ def test_unprocessed_items_that_never_drain_fail_the_step():
     sleeps: list[float] = []
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
     with Stubber(client) as stub:
+        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         for _ in range(4):
             stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
         with pytest.raises(UnprocessedItemsError, match="1 write requests still unprocessed after 4 attempts"):
-            _stubbed(client, sleeps).write_batch([{"PK": "P", "SK": "S"}])
+            _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis())
     assert len(sleeps) == 3 and max(sleeps) <= 0.3
 
 
 def test_throughput_errors_are_named():
     client = boto3.client("dynamodb", region_name="us-east-1")
+    failure = Failure(error="CorruptImage", cause="x", failed_at="2025-05-04T09:00:00Z")
     with Stubber(client) as stub:
         stub.add_client_error("put_item", service_error_code="ProvisionedThroughputExceededException")
         with pytest.raises(ProvisionedThroughputExceededException):
-            Table(client, "t").put_item({"PK": "P", "SK": "S"})
+            PhotoTable(client, "t").record_failure("acme", "e1", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/e1/raw/x.jpg", failure)

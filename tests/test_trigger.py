@@ -11,11 +11,11 @@ from chalice.test import Client
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.errors import ThrottlingException
-from chalicelib.workflow import Workflow
+from chalicelib.domain.errors import ThrottlingException
+from chalicelib.adapters.workflow import Workflow
 from sandbox.stage import PROJECT_DIR
-from tests.conftest import STAGE
-from tests.workflow_helpers import jpeg_bytes, s3_notification, sqs_event, upload
+from tests.support.aws import STAGE
+from tests.support.workflow import jpeg_bytes, s3_notification, sqs_event, upload
 
 
 @pytest.fixture

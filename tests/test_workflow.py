@@ -6,13 +6,13 @@ import pytest
 from chalice.test import Client
 
 from chalicelib import clients
-from chalicelib.bibs import TextDetection
-from chalicelib.errors import ThrottlingException
+from chalicelib.domain.bibs import TextDetection
+from chalicelib.domain.errors import ThrottlingException
 from sandbox.lambdas import LocalLambdas
 from sandbox.stage import PROJECT_DIR
-from tests.conftest import STAGE
-from tests.fakes import FakeRekognition
-from tests.workflow_helpers import (
+from tests.support.aws import STAGE
+from tests.support.fakes import FakeRekognition
+from tests.support.workflow import (
     drain_queue,
     items_by_type,
     jpeg_bytes,
@@ -52,8 +52,8 @@ def client():
     return Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
 
 
-def test_photo_with_two_bibs_and_a_face_becomes_one_photo_and_two_bib_items(
-    resources, rekognition, lambdas, client
+def test_photo_with_two_bibs_and_a_face_becomes_one_photo_listed_under_both_bibs(
+    resources, rekognition, lambdas, client, table
 ):
     upload(resources, "acme/city-10k/raw/finish line/IMG 0001.jpg", jpeg_bytes(),
            {"instagram-handle": "@Snap.Shooter"})
@@ -69,15 +69,15 @@ def test_photo_with_two_bibs_and_a_face_becomes_one_photo_and_two_bib_items(
     assert len(photo["face_ids"]) == 1 and photo["face_count"] == 1
     assert photo["photographer"] == "snap.shooter"
     assert photo["original_filename"] == "IMG 0001.jpg"
-    assert photo["PK"] == "ORG#acme#EVT#city-10k"
-    assert photo["GSI1PK"] == "ORG#acme#EVT#city-10k#PG#snap.shooter"
-    bibs = sorted(items["BIB_INDEX"], key=lambda item: item["bib"])
-    assert [item["bib"] for item in bibs] == ["0567", "1234"]
-    assert {item["PK"] for item in bibs} == {"ORG#acme#EVT#city-10k#BIB#0567", "ORG#acme#EVT#city-10k#BIB#1234"}
-    for item in bibs:
-        assert item["SK"] == photo["SK"]
-        assert item["thumbhash"] == photo["thumbhash"]
-        assert item["processed_key"] == photo["processed_key"]
+    assert [p["photo_id"] for p in table.gallery_page("acme", "city-10k", limit=5).items] == [photo["photo_id"]]
+    listed = table.photographer_page("acme", "city-10k", "snap.shooter", limit=5).items
+    assert [p["photo_id"] for p in listed] == [photo["photo_id"]]
+    assert sorted(item["bib"] for item in items["BIB_INDEX"]) == ["0567", "1234"]
+    for bib in ("0567", "1234"):
+        (entry,) = table.bib_page("acme", "city-10k", bib, limit=5).items
+        assert entry["photo_id"] == photo["photo_id"]
+        assert entry["thumbhash"] == photo["thumbhash"]
+        assert entry["processed_key"] == photo["processed_key"]
     assert "FAILED" not in items
     assert lambdas.invocations.count("preprocess") == 1
     assert lambdas.invocations.count("fanout") == 1
@@ -106,7 +106,7 @@ def test_detect_text_that_keeps_throttling_ends_with_no_bibs_but_the_photo_index
     assert all(0 <= wait <= 30 for wait in lambdas.retry_sleeps)
 
 
-def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas, client):
+def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas, client, table):
     truncated = jpeg_bytes()[:300]
     upload(resources, "acme/city-10k/raw/broken.jpg", truncated)
     drain_queue(resources, client)
@@ -119,6 +119,6 @@ def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas,
     assert failed["error"] == "CorruptImage"
     assert failed["raw_key"] == "acme/city-10k/raw/broken.jpg"
     assert failed["cause"]
-    assert failed["GSI2PK"] == "ORG#acme#EVT#city-10k#FAILED"
+    assert table.failure("acme", "city-10k", failed["photo_id"])["error"] == "CorruptImage"
     assert "PHOTO" not in items
     assert "detect_text" not in lambdas.invocations

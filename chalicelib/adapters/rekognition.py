@@ -1,18 +1,18 @@
 """Rekognition adapter: DetectText, IndexFaces, CreateCollection, DetectFaces, SearchFacesByImage.
 
-Returns domain values (TextDetection, face ids) and raises chalicelib.errors; nothing else knows
+Returns domain values (TextDetection, face ids) and raises chalicelib.domain.errors; nothing else knows
 what a Rekognition response looks like.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
 from botocore.exceptions import ClientError
 
-from chalicelib.bibs import TextBox, TextDetection
-from chalicelib.errors import (
+from chalicelib.domain.bibs import TextBox, TextDetection
+from chalicelib.domain.model import FaceBox, FaceMatch
+from chalicelib.domain.errors import (
+    CollectionNotFound,
     ImageTooLarge,
     InvalidImage,
     UnsupportedImageFormat,
@@ -22,32 +22,6 @@ from chalicelib.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class CollectionNotFound(Exception):
-    """The event has no face collection yet (internal to the adapter and its callers)."""
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face: its bounding box as fractions of the image, and the detection confidence."""
-
-    left: float
-    top: float
-    width: float
-    height: float
-    confidence: float
-
-    @property
-    def area(self) -> float:
-        return self.width * self.height
-
-
-@dataclass(frozen=True)
-class FaceMatch:
-    face_id: str
-    external_image_id: str | None
-    similarity: float
 
 
 class Rekognition:

@@ -1,7 +1,7 @@
 """Bib-number rules (pure): which OCR detections are bib numbers, and how a bib is normalised.
 
 The rules are engine-agnostic: they see `TextDetection` values, never a Rekognition response.
-Defaults (chalicelib.config.BibRules) start from the reference system: WORD detections with
+Defaults (BibRules below) start from the reference system: WORD detections with
 confidence >= 90 whose text is 3-6 digits, optionally after one letter; the texts 0000, 00000 and
 000000 are rejected; the letter prefix is stripped; leading zeros are kept; duplicates keep
 first-seen order. Two rules refine that, and both leave detections without the facts they need
@@ -23,7 +23,32 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from chalicelib.config import BibRules
+from chalicelib.domain.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class BibRules:
+    """How OCR detections become bib numbers (the stage's BIB_* settings)."""
+
+    pattern: str = r"[A-Za-z]?[0-9]{3,6}"
+    min_confidence: float = 90.0
+    excluded: tuple[str, ...] = ("0000", "00000", "000000")
+    strip_prefix: bool = True
+    text_types: tuple[str, ...] = ("WORD",)
+    # A LINE of words none of which is a bib ("12 34") counts as the bib they make together.
+    join_split_numbers: bool = True
+    # Candidates less tall than this fraction of the photo's tallest candidate are dropped (0: off).
+    min_height_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ConfigurationError(f"BIB_PATTERN is not a regular expression: {exc}") from exc
+        if not 0.0 <= self.min_height_ratio <= 1.0:
+            raise ConfigurationError(
+                f"BIB_MIN_HEIGHT_RATIO must be between 0 and 1, got {self.min_height_ratio}"
+            )
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable
 
-from chalicelib.bibs import TextDetection
-from chalicelib.errors import NoFaceInImage
-from chalicelib.rekognition import CollectionNotFound, FaceBox, FaceMatch
+from chalicelib.domain.bibs import TextDetection
+from chalicelib.domain.errors import NoFaceInImage
+from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.domain.model import FaceBox, FaceMatch
 
 TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
 FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels, largest first
@@ -100,3 +102,16 @@ class FakeRekognition:
                 if label == people[0] and 99.0 >= threshold
             ]
         return matches[:max_faces]
+
+
+@dataclass(frozen=True)
+class EngineFace:
+    """A face as the sandbox's offline engines return it (what the local Rekognition service needs)."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    confidence: float
+    quality: int
+    embedding: tuple[float, ...]

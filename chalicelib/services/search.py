@@ -7,16 +7,17 @@ app.py only picks HTTP status codes.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib import ids, imaging, keys
-from chalicelib.bibs import normalise_bib
+from chalicelib.domain import ids, imaging, keys
+from chalicelib.domain.bibs import normalise_bib
 from chalicelib.config import Settings
-from chalicelib.cursors import decode_cursor, encode_cursor
-from chalicelib.errors import (
+from chalicelib.domain.cursors import decode_cursor, encode_cursor
+from chalicelib.domain.errors import (
     EmptyBody,
     InvalidBib,
     InvalidHandle,
@@ -26,19 +27,11 @@ from chalicelib.errors import (
     PhotoNotFound,
     SelfieTooLarge,
 )
-from chalicelib.model import (
-    PHOTO_PREFIX,
-    bib_pk,
-    event_pk,
-    failed_sk,
-    failed_view,
-    photo_sk,
-    photo_view,
-    photographer_pk,
-)
-from chalicelib.rekognition import CollectionNotFound, Rekognition
-from chalicelib.storage import Storage
-from chalicelib.table import GSI1, Table
+from chalicelib.domain.model import failed_view, photo_view
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import Page, PhotoTable
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +48,18 @@ def url_builder(settings: Settings, storage: Storage) -> UrlFor:
 
 
 def gallery(
-    org_id: str, event_id: str, *, limit: str | None, cursor: str | None, table: Table, url_for: UrlFor, settings: Settings
+    org_id: str, event_id: str, *, limit: str | None, cursor: str | None, table: PhotoTable, url_for: UrlFor, settings: Settings
 ) -> dict[str, Any]:
     """Return one page of an event's processed photos, newest capture first."""
     _check_event(org_id, event_id)
     return _page(
-        table, url_for, settings, pk=event_pk(org_id, event_id), index=None, scope="gallery",
-        limit=limit, cursor=cursor, sk_prefix=PHOTO_PREFIX,
+        url_for, settings, ("gallery", org_id, event_id), limit=limit, cursor=cursor,
+        fetch=lambda size, after: table.gallery_page(org_id, event_id, limit=size, after=after),
     )
 
 
 def bib_photos(
-    org_id: str, event_id: str, bib: str, *, limit: str | None, cursor: str | None, table: Table,
+    org_id: str, event_id: str, bib: str, *, limit: str | None, cursor: str | None, table: PhotoTable,
     url_for: UrlFor, settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
@@ -75,14 +68,14 @@ def bib_photos(
     if normalised is None:
         raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
     page = _page(
-        table, url_for, settings, pk=bib_pk(org_id, event_id, normalised), index=None, scope="bib",
-        limit=limit, cursor=cursor,
+        url_for, settings, ("bib", org_id, event_id, normalised), limit=limit, cursor=cursor,
+        fetch=lambda size, after: table.bib_page(org_id, event_id, normalised, limit=size, after=after),
     )
     return {"bib": normalised, **page}
 
 
 def photographer_photos(
-    org_id: str, event_id: str, handle: str, *, limit: str | None, cursor: str | None, table: Table,
+    org_id: str, event_id: str, handle: str, *, limit: str | None, cursor: str | None, table: PhotoTable,
     url_for: UrlFor, settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of one photographer's photos in an event (`@Handle` is `handle`)."""
@@ -91,29 +84,28 @@ def photographer_photos(
     if normalised is None or not keys.is_valid_handle(normalised):
         raise InvalidHandle(f"{handle!r} is not a photographer handle (1-64 characters, no '#' or '/')")
     page = _page(
-        table, url_for, settings, pk=photographer_pk(org_id, event_id, normalised), index=GSI1,
-        scope="photographer", limit=limit, cursor=cursor,
+        url_for, settings, ("photographer", org_id, event_id, normalised), limit=limit, cursor=cursor,
+        fetch=lambda size, after: table.photographer_page(org_id, event_id, normalised, limit=size, after=after),
     )
     return {"photographer": normalised, **page}
 
 
-def photo(org_id: str, event_id: str, photo_id: str, *, table: Table, url_for: UrlFor) -> dict[str, Any]:
+def photo(org_id: str, event_id: str, photo_id: str, *, table: PhotoTable, url_for: UrlFor) -> dict[str, Any]:
     """Return one photo, or its failure record; raise PhotoNotFound if neither exists."""
     _check_event(org_id, event_id)
     if not ids.is_photo_id(photo_id):
         raise InvalidId(f"{photo_id!r} is not a photo id (26 characters of Crockford base32)")
-    pk = event_pk(org_id, event_id)
-    item = table.get_item(pk, photo_sk(photo_id))
+    item = table.photo(org_id, event_id, photo_id)
     if item is not None:
         return photo_view(item, url_for(item))
-    failed = table.get_item(pk, failed_sk(photo_id))
+    failed = table.failure(org_id, event_id, photo_id)
     if failed is not None:
         return failed_view(failed)
     raise PhotoNotFound(f"no photo {photo_id} in event {org_id}/{event_id}")
 
 
 def selfie_search(
-    org_id: str, event_id: str, body: bytes | None, *, rekognition: Rekognition, table: Table,
+    org_id: str, event_id: str, body: bytes | None, *, rekognition: Rekognition, table: PhotoTable,
     url_for: UrlFor, settings: Settings,
 ) -> dict[str, Any]:
     """Return the event's photos showing the selfie's (largest) face, best similarity first."""
@@ -145,7 +137,7 @@ def selfie_search(
     for match in matches:
         if match.external_image_id:
             best[match.external_image_id] = max(best.get(match.external_image_id, 0.0), match.similarity)
-    items = table.get_items([{"PK": event_pk(org_id, event_id), "SK": photo_sk(pid)} for pid in best])
+    items = table.photos(org_id, event_id, best)
     by_id = {item["photo_id"]: item for item in items}
     ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))
     result["matches"] = [
@@ -181,16 +173,15 @@ def _limit(raw: str | None, settings: Settings) -> int:
 
 
 def _page(
-    table: Table, url_for: UrlFor, settings: Settings, *, pk: str, index: str | None, scope: str,
-    limit: str | None, cursor: str | None, sk_prefix: str | None = None,
+    url_for: UrlFor, settings: Settings, listing: tuple[str, ...], *, limit: str | None, cursor: str | None,
+    fetch: Callable[[int, dict[str, Any] | None], Page],
 ) -> dict[str, Any]:
     size = _limit(limit, settings)
     secret = settings.cursor_secret.encode()
-    # The cursor is bound to this exact listing (route kind and partition).
-    scope_id = f"{scope}|{pk}"
-    start = decode_cursor(cursor, scope_id, secret) if cursor else None
-    items, last = table.query(pk=pk, index=index, limit=size, start_key=start, sk_prefix=sk_prefix)
+    # The cursor is bound to this exact listing (its kind and every part that names it).
+    scope = json.dumps(listing)
+    page = fetch(size, decode_cursor(cursor, scope, secret) if cursor else None)
     return {
-        "photos": [photo_view(item, url_for(item)) for item in items],
-        "next_cursor": encode_cursor(scope_id, last, secret) if last else None,
+        "photos": [photo_view(item, url_for(item)) for item in page.items],
+        "next_cursor": encode_cursor(scope, page.last_key, secret) if page.last_key else None,
     }

@@ -93,6 +93,10 @@ class NoFaceInImage(InvalidInput):
     """The selfie shows no face to search with (422)."""
 
 
+class CollectionNotFound(SnapRaceError):
+    """The event has no face collection yet (Rekognition ResourceNotFoundException)."""
+
+
 class PhotoNotFound(SnapRaceError):
     """No photo, processed or failed, has this id in this event (404)."""
 

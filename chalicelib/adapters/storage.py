@@ -1,6 +1,6 @@
 """S3 adapter: GetObject, PutObject, GetObjectTagging, PutObjectTagging, GeneratePresignedUrl.
 
-Returns domain values and raises chalicelib.errors; nothing else knows S3's response shapes.
+Returns domain values and raises chalicelib.domain.errors; nothing else knows S3's response shapes.
 """
 
 from __future__ import annotations
@@ -8,18 +8,21 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ImageTooLarge, RawObjectMissing, ThrottlingException
+from chalicelib.domain.errors import ImageTooLarge, RawObjectMissing, ThrottlingException
 
 log = logging.getLogger(__name__)
 
 _THROTTLED = {"SlowDown", "ThrottlingException", "RequestLimitExceeded", "503"}
 _MISSING = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+# S3 allows 2 KB of user metadata in all; only an original key can be long, so each value is capped.
+MAX_METADATA_VALUE = 1024
 
 
 @dataclass(frozen=True)
@@ -65,14 +68,18 @@ class Storage:
         metadata: dict[str, str],
         tags: dict[str, str],
     ) -> None:
-        """Write an object with user metadata and tags (overwrites: same key, same content)."""
+        """Write an object with user metadata and tags (overwrites: same key, same content).
+
+        Metadata values are made header-safe (ascii_header_value) and capped at MAX_METADATA_VALUE.
+        """
+        safe = {name: ascii_header_value(value)[:MAX_METADATA_VALUE] for name, value in metadata.items()}
         try:
             self._s3.put_object(
                 Bucket=bucket,
                 Key=key,
                 Body=body,
                 ContentType=content_type,
-                Metadata=metadata,
+                Metadata=safe,
                 Tagging=urlencode(tags),
             )
         except ClientError as exc:
@@ -119,3 +126,19 @@ def _translate(exc: ClientError, what: str) -> Exception:
     if code in _THROTTLED:
         return ThrottlingException(f"S3 throttled access to {what} ({code})")
     return exc
+
+
+def ascii_header_value(value: str) -> str:
+    """Return `value` made safe for an S3 user-metadata header (ASCII, no control characters).
+
+    Non-ASCII characters are percent-encoded as UTF-8 so the original can be recovered with
+    urllib.parse.unquote; S3 rejects or mangles raw non-ASCII metadata.
+    """
+    normalised = unicodedata.normalize("NFC", value)
+    out = []
+    for char in normalised:
+        if char == "%" or not (0x20 <= ord(char) < 0x7F):
+            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
+        else:
+            out.append(char)
+    return "".join(out)

@@ -31,7 +31,7 @@ from PIL import (
 )
 from thumbhash.encode import rgba_to_thumbhash
 
-from chalicelib.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
+from chalicelib.domain.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
 
 try:
     from PIL import ImageCms

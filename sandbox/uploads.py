@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
-from boto3.dynamodb.types import TypeDeserializer
-
-from chalicelib.model import event_pk
+from chalicelib.adapters.table import PhotoTable
 from sandbox.resources import UPLOAD_SUFFIXES
-
-_deserializer = TypeDeserializer()
 
 
 @dataclass
@@ -61,10 +57,11 @@ def wait_for(keys: list[str], *, table_name: str, org: str, event: str, timeout:
              out: TextIO | None = sys.stderr, started: float | None = None) -> Outcome:
     """Poll the table until every raw key has a PHOTO or FAILED item (or `timeout`); show progress."""
     started = time.monotonic() if started is None else started
+    table = PhotoTable(boto3.client("dynamodb"), table_name)
     wanted = set(keys)
     outcome = Outcome()
     while True:
-        for item in _event_items(table_name, org, event):
+        for item in table.event_records(org, event):
             raw_key = item.get("raw_key")
             if raw_key not in wanted:
                 continue
@@ -86,19 +83,6 @@ def wait_for(keys: list[str], *, table_name: str, org: str, event: str, timeout:
     if out is not None:
         out.write("\n")
     return outcome
-
-
-def _event_items(table_name: str, org: str, event: str):
-    ddb = boto3.client("dynamodb")
-    paginator = ddb.get_paginator("query")
-    for page in paginator.paginate(
-        TableName=table_name,
-        KeyConditionExpression="PK = :pk",
-        ExpressionAttributeValues={":pk": {"S": event_pk(org, event)}},
-        ConsistentRead=True,
-    ):
-        for raw in page["Items"]:
-            yield {key: _deserializer.deserialize(value) for key, value in raw.items()}
 
 
 def _progress(out: TextIO, outcome: Outcome, total: int) -> None:

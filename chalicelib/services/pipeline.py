@@ -14,33 +14,17 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from chalicelib import ids, imaging, keys
-from chalicelib.bibs import bibs_from_detections
+from chalicelib.domain import ids, imaging, keys
+from chalicelib.domain.bibs import bibs_from_detections
 from chalicelib.config import Settings
-from chalicelib.model import (
-    Analysis,
-    Failure,
-    Photo,
-    RawObject,
-    bib_items,
-    bib_pk,
-    event_pk,
-    failed_item,
-    failed_sk,
-    iso_utc,
-    parse_iso,
-    photo_item,
-    photo_sk,
-)
-from chalicelib.rekognition import Rekognition
-from chalicelib.storage import Storage
-from chalicelib.table import Table
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import PhotoTable
+from chalicelib.domain.model import Analysis, Failure, Photo, RawObject, iso_utc, parse_iso
 
 log = logging.getLogger(__name__)
 
 PROCESSED_TAGS = {"folder": "processed"}
-# S3 allows 2 KB of user metadata in all; the original key is the only field that can be long.
-_MAX_ORIGINAL_KEY_HEADER = 1024
 _MAX_CAUSE = 4000
 
 
@@ -80,12 +64,12 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
         photographer=photographer,
     )
     metadata = {
-        "original-key": keys.ascii_header_value(source.key)[:_MAX_ORIGINAL_KEY_HEADER],
+        "original-key": source.key,
         "photo-id": photo_id,
         "thumb-hash": image.thumbhash,
     }
     if photographer:
-        metadata["photographer"] = keys.ascii_header_value(photographer)
+        metadata["photographer"] = photographer
     storage.put_object(
         source.bucket,
         photo.processed_key,
@@ -125,11 +109,11 @@ def index_faces(event: dict[str, Any], *, rekognition: Rekognition, settings: Se
     return {"face_ids": face_ids, "face_count": len(face_ids), "error": None}
 
 
-def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
-    """Write the PHOTO item and one BIB_INDEX item per bib; return what was written.
+def fanout(event: dict[str, Any], *, table: PhotoTable) -> dict[str, Any]:
+    """Save the photo with its bibs and faces; return what was written.
 
-    Re-running writes the same items, removes BIB_INDEX items of bibs the photo no longer has,
-    and clears any FAILED record an earlier failed run of the same upload or photo left.
+    Re-running writes the same records, drops bibs the photo no longer has, and clears any failure
+    record an earlier failed run of the same upload or photo left.
     """
     photo = Photo.from_dict(event["photo"])
     found = event.get("analysis") or {}
@@ -140,11 +124,8 @@ def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
         bibs_error=_error_name(text.get("error")),
         faces_error=_error_name(faces.get("error")),
     )
-    item = photo_item(photo, analysis)
-    deletes = _stale_keys(table, photo, set(analysis.bibs))
-    for failed_id in sorted({photo.photo_id, _failure_photo_id(RawObject.from_dict(event))}):
-        deletes.append({"PK": event_pk(photo.org_id, photo.event_id), "SK": failed_sk(failed_id)})
-    requests = table.write_batch([item, *bib_items(item)], deletes)
+    cleared = {photo.photo_id, _failure_photo_id(RawObject.from_dict(event))}
+    requests = table.save_photo(photo, analysis, clear_failures=cleared)
     log.info("fanout photo=%s bibs=%d requests=%d", photo.photo_id, len(analysis.bibs), requests)
     return {"photo_id": photo.photo_id, "bibs": list(analysis.bibs), "requests": requests}
 
@@ -152,7 +133,7 @@ def fanout(event: dict[str, Any], *, table: Table) -> dict[str, Any]:
 def record_failure(
     event: dict[str, Any],
     *,
-    table: Table,
+    table: PhotoTable,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> dict[str, Any]:
     """Record a FAILED item for an upload whose processing failed; return its id and reason."""
@@ -167,7 +148,7 @@ def record_failure(
         failed_at=iso_utc(now()),
         extra={"bucket": source.bucket, "uploaded_at": source.uploaded_at, "raw_size": source.size},
     )
-    table.put_item(failed_item(raw.org_id, raw.event_id, photo_id, source.key, failure))
+    table.record_failure(raw.org_id, raw.event_id, photo_id, source.key, failure)
     log.warning("failed photo=%s key=%s error=%s", photo_id, source.key, failure.error)
     return {"photo_id": photo_id, "status": "FAILED", "error": failure.error, "cause": failure.cause}
 
@@ -180,15 +161,6 @@ def _photographer(metadata: dict[str, str], key: str) -> str | None:
         log.warning("ignored photographer handle=%r key=%s: not a usable handle", given, key)
         return None
     return handle
-
-
-def _stale_keys(table: Table, photo: Photo, bibs: set[str]) -> list[dict[str, str]]:
-    existing = table.get_item(event_pk(photo.org_id, photo.event_id), photo_sk(photo.photo_id))
-    old_bibs = set((existing or {}).get("bibs") or ())
-    return [
-        {"PK": bib_pk(photo.org_id, photo.event_id, bib), "SK": photo_sk(photo.photo_id)}
-        for bib in sorted(old_bibs - bibs)
-    ]
 
 
 def _failure_photo_id(source: RawObject) -> str:

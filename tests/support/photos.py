@@ -1,12 +1,12 @@
-"""Seed the table with real item shapes for API tests and benchmarks."""
+"""Real photo records for API tests and benchmarks, written through the repository as Fanout does."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from chalicelib import ids
-from chalicelib.model import Analysis, Photo, bib_items, iso_utc, photo_item
-from chalicelib.table import Table
+from chalicelib.adapters.table import PhotoTable
+from chalicelib.domain import ids
+from chalicelib.domain.model import Analysis, Failure, Photo, iso_utc
 
 START = datetime(2025, 5, 4, 8, 0, tzinfo=timezone.utc)
 
@@ -34,10 +34,16 @@ def make_photo(org_id: str, event_id: str, n: int, *, bucket: str = "photos", ph
     )
 
 
-def seed(table: Table, photos: list[tuple[Photo, tuple[str, ...]]]) -> None:
-    """Write PHOTO and BIB_INDEX items as Fanout does, for (photo, bibs) pairs."""
-    items = []
+def seed(table: PhotoTable, photos: list[tuple[Photo, tuple[str, ...]]]) -> None:
+    """Save (photo, bibs) pairs, each with one face, as Fanout does."""
     for photo, bibs in photos:
-        item = photo_item(photo, Analysis(bibs=bibs, face_ids=("face-1",)))
-        items += [item, *bib_items(item)]
-    table.write_batch(items)
+        table.save_photo(photo, Analysis(bibs=bibs, face_ids=("face-1",)))
+
+
+def record_failed(table: PhotoTable, org_id: str, event_id: str, n: int, *, error: str = "CorruptImage",
+                  cause: str = "JPEG is truncated", filename: str = "broken.jpg") -> str:
+    """Record the failure of the n-th upload of an event; return its photo id."""
+    photo_id = make_photo(org_id, event_id, n).photo_id
+    failure = Failure(error=error, cause=cause, failed_at="2025-05-04T09:00:00Z")
+    table.record_failure(org_id, event_id, photo_id, f"{org_id}/{event_id}/raw/{filename}", failure)
+    return photo_id

@@ -7,11 +7,10 @@ Processed copy:  {org_id}/{event_id}/processed/{photo_id}.jpg
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from chalicelib.errors import InvalidKey
+from chalicelib.domain.errors import InvalidKey
 
 RAW_FOLDER = "raw"
 PROCESSED_FOLDER = "processed"
@@ -88,19 +87,3 @@ def is_valid_handle(handle: str) -> bool:
 def collection_id(org_id: str, event_id: str) -> str:
     """Return the Rekognition face collection id for an event."""
     return _COLLECTION_DISALLOWED.sub("_", f"{org_id}-{event_id}")[:_COLLECTION_MAX]
-
-
-def ascii_header_value(value: str) -> str:
-    """Return `value` made safe for an S3 user-metadata header (ASCII, no control characters).
-
-    Non-ASCII characters are percent-encoded as UTF-8 so the original can be recovered with
-    urllib.parse.unquote; S3 rejects or mangles raw non-ASCII metadata.
-    """
-    normalised = unicodedata.normalize("NFC", value)
-    out = []
-    for char in normalised:
-        if char == "%" or not (0x20 <= ord(char) < 0x7F):
-            out.append("".join(f"%{byte:02X}" for byte in char.encode("utf-8")))
-        else:
-            out.append(char)
-    return "".join(out)

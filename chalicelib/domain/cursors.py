@@ -14,7 +14,7 @@ import hmac
 import json
 from typing import Any
 
-from chalicelib.errors import InvalidCursor
+from chalicelib.domain.errors import InvalidCursor
 
 _MAX_LENGTH = 2048
 

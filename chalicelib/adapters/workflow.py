@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ThrottlingException
+from chalicelib.domain.errors import ThrottlingException
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Services: the pipeline steps, the ingest trigger and the search API, dependencies passed in."""

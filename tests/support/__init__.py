@@ -1,0 +1,1 @@
+"""Shared test support: fixtures, builders, fakes and the contract checker (no tests here)."""
