@@ -6,22 +6,28 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo evaluate lint bench bench-search clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-sandbox.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt -r requirements-sandbox.txt
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/statelint --ignore=URI,FLOAT statemachine.json
+	$(BIN)/cfn-lint infra/resources.yaml
+	$(BIN)/python -m scripts.policies --check
 
 bench: $(STAMP)
-	$(BIN)/python bench/preprocess.py
+	$(BIN)/python -m bench.preprocess
 
 bench-search: $(STAMP)
-	$(BIN)/python bench/search.py
+	$(BIN)/python -m bench.search
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox serve
@@ -30,4 +36,4 @@ evaluate: $(STAMP)
 	$(BIN)/python -m sandbox evaluate --bibs ../shared/eval-data/rbnr-set1/labels.csv --faces ../shared/eval-data/faces-dev/identities.csv
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

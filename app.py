@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
 from chalice import Chalice, Response
+from chalice.app import Request, SQSEvent, SQSRecord
 
 from chalicelib import clients
-from chalicelib.services import ingest, pipeline, search
 from chalicelib.config import AppSettings
 from chalicelib.domain.errors import (
     CorruptImage,
@@ -25,6 +27,7 @@ from chalicelib.domain.errors import (
     TransientError,
     UnsupportedImageFormat,
 )
+from chalicelib.services import ingest, pipeline, search
 
 _settings = AppSettings.from_env()
 
@@ -34,7 +37,13 @@ logging.getLogger("chalicelib").setLevel(_settings.log_level)
 
 # Every type the decoder reads; the body is decoded by content whatever the header says.
 SELFIE_CONTENT_TYPES = [
-    "image/jpeg", "image/png", "image/webp", "image/heic", "image/heif", "image/gif", "image/tiff",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/heic",
+    "image/heif",
+    "image/gif",
+    "image/tiff",
     "application/octet-stream",
 ]
 for _content_type in SELFIE_CONTENT_TYPES:
@@ -51,7 +60,7 @@ for _content_type in SELFIE_CONTENT_TYPES:
     maximum_concurrency=_settings.max_concurrency,
     name="on_upload",
 )
-def on_upload(event):
+def on_upload(event: SQSEvent) -> None:
     for record in event:
         try:
             result = ingest.ingest_notification(
@@ -68,45 +77,45 @@ def on_upload(event):
 
 
 @app.lambda_function(name="preprocess")
-def preprocess(event, context):
+def preprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.preprocess(event, storage=clients.storage(), settings=clients.settings())
 
 
 @app.lambda_function(name="detect_text")
-def detect_text(event, context):
+def detect_text(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.detect_text(event, rekognition=clients.rekognition(), settings=clients.settings())
 
 
 @app.lambda_function(name="index_faces")
-def index_faces(event, context):
+def index_faces(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.index_faces(event, rekognition=clients.rekognition(), settings=clients.settings())
 
 
 @app.lambda_function(name="fanout")
-def fanout(event, context):
+def fanout(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.fanout(event, table=clients.table())
 
 
 @app.lambda_function(name="record_failure")
-def record_failure(event, context):
+def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.record_failure(event, table=clients.table())
 
 
 # --- search API ------------------------------------------------------------------------------
 
 
-def api(handler):
+def api(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Decode path parameters; turn named errors into JSON errors, never a bare 500."""
 
     @functools.wraps(handler)
-    def wrapper(**path_params):
+    def wrapper(**path_params: str) -> Any:
         try:
             # Chalice passes path parameters still percent-encoded (aws/chalice#511).
             return handler(**{name: unquote(value) for name, value in path_params.items()})
         except SnapRaceError as exc:
             return _error_response(exc)
-        except Exception:  # noqa: BLE001 - logged with its traceback, answered as JSON
-            app.log.exception("unhandled error path=%s", app.current_request.path)
+        except Exception:
+            app.log.exception("unhandled error path=%s", _request().path)
             return _json_error(500, "InternalError", "something went wrong on our side; try again")
 
     return wrapper
@@ -114,25 +123,25 @@ def api(handler):
 
 @app.route("/events/{org_id}/{event_id}/photos", methods=["GET"])
 @api
-def list_photos(org_id, event_id):
+def list_photos(org_id: str, event_id: str) -> dict[str, Any]:
     return search.gallery(org_id, event_id, **_paging(), **_reads())
 
 
 @app.route("/events/{org_id}/{event_id}/photos/{photo_id}", methods=["GET"])
 @api
-def get_photo(org_id, event_id, photo_id):
+def get_photo(org_id: str, event_id: str, photo_id: str) -> dict[str, Any]:
     return search.photo(org_id, event_id, photo_id, table=clients.table(), url_for=_url_for())
 
 
 @app.route("/events/{org_id}/{event_id}/bibs/{bib}/photos", methods=["GET"])
 @api
-def list_bib_photos(org_id, event_id, bib):
+def list_bib_photos(org_id: str, event_id: str, bib: str) -> dict[str, Any]:
     return search.bib_photos(org_id, event_id, bib, **_paging(), **_reads())
 
 
 @app.route("/events/{org_id}/{event_id}/photographers/{handle}/photos", methods=["GET"])
 @api
-def list_photographer_photos(org_id, event_id, handle):
+def list_photographer_photos(org_id: str, event_id: str, handle: str) -> dict[str, Any]:
     return search.photographer_photos(org_id, event_id, handle, **_paging(), **_reads())
 
 
@@ -140,10 +149,14 @@ def list_photographer_photos(org_id, event_id, handle):
 # JSON types.
 @app.route("/events/{org_id}/{event_id}/selfie-search", methods=["POST"], content_types=SELFIE_CONTENT_TYPES)
 @api
-def selfie_search(org_id, event_id):
+def selfie_search(org_id: str, event_id: str) -> dict[str, Any]:
     return search.selfie_search(
-        org_id, event_id, app.current_request.raw_body,
-        rekognition=clients.rekognition(), table=clients.table(), url_for=_url_for(),
+        org_id,
+        event_id,
+        _body(),
+        rekognition=clients.rekognition(),
+        table=clients.table(),
+        url_for=_url_for(),
         settings=clients.settings(),
     )
 
@@ -151,12 +164,14 @@ def selfie_search(org_id, event_id):
 # The browser's preflight for the selfie POST (an image/* body is not a "simple" request); it
 # carries no body, so it has its own route with the default content type.
 @app.route("/events/{org_id}/{event_id}/selfie-search", methods=["OPTIONS"])
-def selfie_search_preflight(org_id, event_id):
+@api
+def selfie_search_preflight(org_id: str, event_id: str) -> Response:
+    search.check_event(org_id, event_id)
     return Response(body="", status_code=204)
 
 
 @app.middleware("http")
-def error_envelope(event, get_response):
+def error_envelope(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """Give Chalice's own errors (415 content type, 405 method) the API's error shape."""
     response = get_response(event)
     body = response.body
@@ -166,10 +181,10 @@ def error_envelope(event, get_response):
 
 
 @app.middleware("http")
-def cors(event, get_response):
+def cors(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """Allow only the configured origins (echoed back, never `*` unless configured)."""
     response = get_response(event)
-    origin = (event.headers or {}).get("origin")
+    origin = event.headers.get("origin") if event.headers else None
     allowed = _settings.cors_allowed_origins
     if origin and ("*" in allowed or origin in allowed):
         response.headers["Access-Control-Allow-Origin"] = "*" if "*" in allowed else origin
@@ -200,29 +215,43 @@ def _error_response(exc: SnapRaceError) -> Response:
     for error_type, status in _STATUS:
         if isinstance(exc, error_type):
             if status >= 500:
-                app.log.warning("api error path=%s: %r", app.current_request.path, exc)
+                app.log.warning("api error path=%s: %r", _request().path, exc)
             return _json_error(status, type(exc).__name__, str(exc))
-    app.log.error("unmapped error path=%s: %r", app.current_request.path, exc)
+    app.log.error("unmapped error path=%s: %r", _request().path, exc)
     return _json_error(500, "InternalError", "something went wrong on our side; try again")
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
-    headers = {"Retry-After": "1"} if status == 503 else {}
+    headers: dict[str, str | list[str]] = {"Retry-After": "1"} if status == 503 else {}
     return Response(body={"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def _paging() -> dict:
-    params = app.current_request.query_params or {}
+def _paging() -> dict[str, Any]:
+    params = _request().query_params
+    if params is None:
+        return {"limit": None, "cursor": None}
     return {"limit": params.get("limit"), "cursor": params.get("cursor")}
 
 
-def _reads() -> dict:
+def _reads() -> dict[str, Any]:
     return {"table": clients.table(), "url_for": _url_for(), "settings": clients.settings()}
 
 
-def _url_for():
+def _url_for() -> search.UrlFor:
     return search.url_builder(clients.settings(), clients.storage())
 
 
-def _message_id(record) -> str:
-    return record.to_dict().get("messageId", "?")
+def _message_id(record: SQSRecord) -> str:
+    return str(record.to_dict().get("messageId", "?"))
+
+
+def _request() -> Request:
+    request = app.current_request
+    if request is None:  # only inside a route is there a request
+        raise RuntimeError("no current request")
+    return request
+
+
+def _body() -> bytes:
+    raw = _request().raw_body
+    return raw if isinstance(raw, bytes) else raw.encode()

@@ -1,6 +1,6 @@
 """Bib reading on the labelled race photos, through the pipeline's own steps, offline.
 
-Run from the repo root: `.venv/bin/python bench/bibs_eval.py [--crops] [--verbose] [--limit N]`.
+Run from the repo root: `.venv/bin/python -m bench.bibs_eval [--crops] [--verbose] [--limit N]`.
 
 For each labelled image: `imaging.process_image` (the preprocess step's web JPEG) →
 `OcrEngine.detect_text` on that JPEG (the sandbox's stand-in for Rekognition DetectText) →
@@ -28,23 +28,23 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 # The Stubber answers every call, but botocore still wants a region and credentials to build a client.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 
-import boto3  # noqa: E402
-from botocore.stub import Stubber  # noqa: E402
+import boto3
+from botocore.stub import Stubber
 
-from chalicelib.domain.bibs import bibs_from_detections  # noqa: E402
-from chalicelib.config import Settings  # noqa: E402
-from chalicelib.domain.bibs import BibRules
-from chalicelib.domain.imaging import process_image  # noqa: E402
-from chalicelib.adapters.rekognition import Rekognition  # noqa: E402
-from sandbox.engines.ocr import OcrEngine  # noqa: E402
-from sandbox.evaluate import score_bibs  # noqa: E402
-from sandbox.stage import PROJECT_DIR, stage_environment  # noqa: E402
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.config import Settings
+from chalicelib.domain.bibs import (
+    BibRules,
+    bibs_from_detections,
+)
+from chalicelib.domain.imaging import process_image
+from sandbox.engines.ocr import OcrEngine
+from sandbox.evaluate import score_bibs
+from sandbox.stage import PROJECT_DIR, stage_environment
 
 EVAL_DATA = PROJECT_DIR.parent / "shared" / "eval-data"
 MAX_WIDTH = 2048

@@ -1,12 +1,12 @@
 """Measure the offline face engine the way the app searches selfies: recall and false matches.
 
-Run from the repo root: `.venv/bin/python bench/faces_eval.py [--threshold 85] [--rbnr] [--data DIR]`.
+Run from the repo root: `.venv/bin/python -m bench.faces_eval [--threshold 85] [--rbnr] [--data DIR]`.
 
 faces-dev (identities.csv): every photo is indexed as the pipeline indexes it (the processed copy,
 `imaging.process_image(max_width=2048, jpeg_quality=90)`; the faces passing QualityFilter AUTO,
 largest first, at most 15). Then EACH photo in turn is the selfie (`imaging.analysis_jpeg(
 max_side=1920)`, largest face) against the index of all the OTHER photos of every identity:
-matches at or above the threshold are collapsed per photo, as chalicelib.search does. Per query:
+matches at or above the threshold are collapsed per photo, as chalicelib.services.search does. Per query:
 recall = the share of the identity's other photos found; false matches = photos of other people
 found. Reported as the mean over all 45 queries, per identity, and for the first photo of each
 identity alone; at the chosen threshold and at 80 / 90 / 99. The exit status is 1 when the target
@@ -38,13 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from chalicelib.domain import imaging  # noqa: E402
-from sandbox.engines.faces import Face, FaceEngine, distance, distance_for_similarity  # noqa: E402
+from chalicelib.domain import imaging
+from sandbox.engines.faces import Face, FaceEngine, distance, distance_for_similarity
+from sandbox.stage import PROJECT_DIR
 
 DEFAULT_DATA = PROJECT_DIR.parent / "shared" / "eval-data"
 # The app's defaults (chalicelib.config.Settings).
@@ -158,15 +156,19 @@ def print_pair_distances(title: str, pairs: list[tuple[bool, float]]) -> None:
     if same:
         print(f"    same:      min {same[0]:.3f}  median {statistics.median(same):.3f}  max {same[-1]:.3f}")
     if other:
-        print(f"    different: min {other[0]:.3f}  1st pct {other[len(other) // 100]:.3f}"
-              f"  median {statistics.median(other):.3f}")
+        print(
+            f"    different: min {other[0]:.3f}  1st pct {other[len(other) // 100]:.3f}"
+            f"  median {statistics.median(other):.3f}"
+        )
     for value in REPORTED_THRESHOLDS:
         cut = distance_for_similarity(value)
         tar = sum(d <= cut for d in same) / len(same) if same else float("nan")
         false = sum(d <= cut for d in other)
         rate = false / len(other) if other else float("nan")
-        print(f"    at {value:g} (d <= {cut:.3f}): same pairs matched {tar:.3f},"
-              f" different pairs matched {rate:.4f} ({false})")
+        print(
+            f"    at {value:g} (d <= {cut:.3f}): same pairs matched {tar:.3f},"
+            f" different pairs matched {rate:.4f} ({false})"
+        )
 
 
 # --- faces-dev ---------------------------------------------------------------------------
@@ -195,16 +197,20 @@ def faces_dev(engine: FaceEngine, folder: Path, threshold: float) -> tuple[bool,
     unindexed = [name for name, photo in index.items() if not photo.faces] or "none"
     faceless = [name for name, face in queries.items() if face is None] or "none"
     sizes = [max(photo.width, photo.height) for photo in index.values()]
-    print(f"  indexed faces: {sum(len(photo.faces) for photo in index.values())} in {len(index)} photos"
-          f" ({min(sizes)}-{max(sizes)} px long side); photos with no indexed face: {unindexed};"
-          f" selfies with no face: {faceless}")
+    print(
+        f"  indexed faces: {sum(len(photo.faces) for photo in index.values())} in {len(index)} photos"
+        f" ({min(sizes)}-{max(sizes)} px long side); photos with no indexed face: {unindexed};"
+        f" selfies with no face: {faceless}"
+    )
     photos = list(index.values())
     print("  " + seconds_line("index, detection + embeddings", [photo.detect_timing for photo in photos]))
     print("  " + seconds_line("index, process_image + detection", [photo.timing for photo in photos]))
     print("  " + seconds_line("selfie, analysis_jpeg + detection", query_timings))
 
-    print("\n  each photo in turn as the selfie, against all the other photos"
-          " (and, right, the first photo of each identity only):")
+    print(
+        "\n  each photo in turn as the selfie, against all the other photos"
+        " (and, right, the first photo of each identity only):"
+    )
     print("  threshold  distance<=  recall  false/query    recall(first)  false/query(first)")
     first_photos = {identity[name]: name for name in reversed(names)}.values()  # each identity's first
     first = [result for result in results if result.query in first_photos]
@@ -212,8 +218,10 @@ def faces_dev(engine: FaceEngine, folder: Path, threshold: float) -> tuple[bool,
         recall, false = summarise(results, value)
         first_recall, first_false = summarise(first, value)
         mark = "  <- chosen" if value == threshold else ""
-        print(f"  {value:9.1f}  {distance_for_similarity(value):10.3f}  {recall:6.3f}  {false:11.3f}"
-              f"  {first_recall:15.3f}  {first_false:18.3f}{mark}")
+        print(
+            f"  {value:9.1f}  {distance_for_similarity(value):10.3f}  {recall:6.3f}  {false:11.3f}"
+            f"  {first_recall:15.3f}  {first_false:18.3f}{mark}"
+        )
 
     print(f"\n  per identity at {threshold:g} (mean over its queries):")
     by_identity = defaultdict(list)
@@ -236,8 +244,10 @@ def faces_dev(engine: FaceEngine, folder: Path, threshold: float) -> tuple[bool,
         print(f"    {query} -> {photo} ({identity[query]}): {shown}")
     for r in results:
         for photo in sorted(r.hits(threshold) - r.relevant):
-            print(f"    FALSE {r.query} ({identity[r.query]}) -> {photo} ({identity[photo]}):"
-                  f" similarity {r.best[photo]:.1f}")
+            print(
+                f"    FALSE {r.query} ({identity[r.query]}) -> {photo} ({identity[photo]}):"
+                f" similarity {r.best[photo]:.1f}"
+            )
 
     print_pair_distances(
         "  calibration, selfie face vs largest indexed face of every other photo",
@@ -252,8 +262,10 @@ def faces_dev(engine: FaceEngine, folder: Path, threshold: float) -> tuple[bool,
     recall, false = summarise(results, threshold)
     met = recall >= TARGET_RECALL and false <= TARGET_FALSE_PER_QUERY
     target = f"recall >= {TARGET_RECALL} and false/query <= {TARGET_FALSE_PER_QUERY}"
-    print(f"\n  target at {threshold:g}: {target}: {'met' if met else 'MISSED'}"
-          f" (recall {recall:.3f}, false/query {false:.3f})")
+    print(
+        f"\n  target at {threshold:g}: {target}: {'met' if met else 'MISSED'}"
+        f" (recall {recall:.3f}, false/query {false:.3f})"
+    )
     return met, queries
 
 
@@ -287,8 +299,10 @@ def race_size_faces(engine: FaceEngine, folder: Path, selfies: dict[str, Face | 
             f"{value:g}: {sum(d <= distance_for_similarity(value) for d in same) / len(same):.3f}"
             for value in REPORTED_THRESHOLDS
         )
-        print(f"  face {width} px ({len(shrunk)} of {len(selfies)} photos indexed): same-person pairs"
-              f" matched at {found}; different-person min distance {other:.3f}")
+        print(
+            f"  face {width} px ({len(shrunk)} of {len(selfies)} photos indexed): same-person pairs"
+            f" matched at {found}; different-person min distance {other:.3f}"
+        )
 
 
 # --- rbnr-set1 ---------------------------------------------------------------------------
@@ -299,23 +313,31 @@ def rbnr(engine: FaceEngine, folder: Path, threshold: float, selfies: dict[str, 
     labels = read_csv(folder / "labels.csv")
     runners = {row["bib_number"]: row["images"].split(";") for row in read_csv(folder / "same_runner.csv")}
     names = sorted(path.name for path in folder.iterdir() if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    print(f"\nrbnr-set1: {len(names)} race photos, {len(labels)} labelled bibs,"
-          f" {len(runners)} runners seen more than once")
+    print(
+        f"\nrbnr-set1: {len(names)} race photos, {len(labels)} labelled bibs,"
+        f" {len(runners)} runners seen more than once"
+    )
 
     index = {name: index_photo(engine, name, (folder / name).read_bytes()) for name in names}
     photos = list(index.values())
     print("  " + seconds_line("index, detection + embeddings, 342-720 px", [p.detect_timing for p in photos]))
     print("  " + seconds_line("index, process_image + detection", [p.timing for p in photos]))
-    print(f"  indexed faces: {sum(len(p.faces) for p in photos)}"
-          f" (mean {statistics.fmean(len(p.faces) for p in photos):.1f} per photo)")
+    print(
+        f"  indexed faces: {sum(len(p.faces) for p in photos)}"
+        f" (mean {statistics.fmean(len(p.faces) for p in photos):.1f} per photo)"
+    )
 
     # The labelled face of each (photo, bib), matched to an indexed face by box overlap.
     labelled: dict[tuple[str, str], Face] = {}
     with_face = [row for row in labels if row["face_xmin"] and row["image"] in index]
     for row in with_face:
         width, height = float(row["width"]), float(row["height"])
-        box = (float(row["face_xmin"]) / width, float(row["face_ymin"]) / height,
-               float(row["face_xmax"]) / width, float(row["face_ymax"]) / height)
+        box = (
+            float(row["face_xmin"]) / width,
+            float(row["face_ymin"]) / height,
+            float(row["face_xmax"]) / width,
+            float(row["face_ymax"]) / height,
+        )
         best = max(index[row["image"]].faces, key=lambda face: overlap(box, face), default=None)
         if best is not None and overlap(box, best) >= 0.2:
             labelled[(row["image"], row["bib_number"])] = best
@@ -356,8 +378,10 @@ def rbnr(engine: FaceEngine, folder: Path, threshold: float, selfies: dict[str, 
         for value in REPORTED_THRESHOLDS:
             false_per_selfie[value].append(sum(similarity >= value for similarity in best.values()))
     impostors.sort()
-    print(f"\n  faces-dev selfies against this race's index (all different people): {len(impostors)} face"
-          f" pairs, min distance {impostors[0]:.3f}, 1st pct {impostors[len(impostors) // 100]:.3f}")
+    print(
+        f"\n  faces-dev selfies against this race's index (all different people): {len(impostors)} face"
+        f" pairs, min distance {impostors[0]:.3f}, 1st pct {impostors[len(impostors) // 100]:.3f}"
+    )
     for value in REPORTED_THRESHOLDS:
         print(f"    at {value:g}: false matches per selfie {statistics.fmean(false_per_selfie[value]):.3f}")
 

@@ -1,6 +1,6 @@
 """Benchmark the preprocess step against a naive Pillow pipeline on a 24-megapixel photo.
 
-Run from the repo root: `.venv/bin/python bench/preprocess.py [--runs N]`.
+Run from the repo root: `.venv/bin/python -m bench.preprocess [--runs N]`.
 Both pipelines are timed in this process on the same in-memory JPEG (median of N runs after a
 warm-up). Peak RSS is measured for one photo in a fresh child process per pipeline, since this
 process's own peak is dominated by generating the test photo and by memory it keeps after runs.
@@ -17,11 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from PIL import Image, ImageDraw, ImageFilter, ImageOps  # noqa: E402
-
-from chalicelib.domain.imaging import process_image  # noqa: E402
+from chalicelib.domain.imaging import process_image
 
 WIDTH, HEIGHT = 6000, 4000
 MAX_WIDTH = 2048
@@ -98,7 +96,10 @@ def time_ms(runs: int, data: bytes) -> dict[str, list[float]]:
 def peak_rss_mb(name: str, data: bytes) -> tuple[float, float] | None:
     """Return (RSS at rest, peak RSS) in MB of a fresh process running pipeline `name` once."""
     child = subprocess.run(
-        [sys.executable, __file__, "--peak-rss-of", name], input=data, capture_output=True, check=True
+        [sys.executable, "-m", "bench.preprocess", "--peak-rss-of", name],
+        input=data,
+        capture_output=True,
+        check=True,
     )
     figures = child.stdout.split()
     return (float(figures[0]), float(figures[1])) if len(figures) == 2 else None
@@ -136,17 +137,23 @@ def main() -> None:
         return
 
     data = make_photo()
-    print(f"source: {WIDTH}x{HEIGHT} JPEG, {len(data) / 1e6:.1f} MB; target width {MAX_WIDTH}, "
-          f"quality {QUALITY}; median of {args.runs} runs after a warm-up")
+    print(
+        f"source: {WIDTH}x{HEIGHT} JPEG, {len(data) / 1e6:.1f} MB; target width {MAX_WIDTH}, "
+        f"quality {QUALITY}; median of {args.runs} runs after a warm-up"
+    )
     result = process_image(data, max_width=MAX_WIDTH, jpeg_quality=QUALITY, max_pixels=MAX_PIXELS)
-    print(f"step output: {result.width}x{result.height}, {len(result.jpeg) / 1e3:.0f} kB, "
-          f"captured_at={result.captured_at.isoformat() if result.captured_at else None}, "
-          f"thumbhash={result.thumbhash}")
+    print(
+        f"step output: {result.width}x{result.height}, {len(result.jpeg) / 1e3:.0f} kB, "
+        f"captured_at={result.captured_at.isoformat() if result.captured_at else None}, "
+        f"thumbhash={result.thumbhash}"
+    )
 
     timings = time_ms(args.runs, data)
     medians = {name: statistics.median(values) for name, values in timings.items()}
     for name, values in timings.items():
-        print(f"{name:>8}: {medians[name]:7.1f} ms/photo (median; min {min(values):.1f}, max {max(values):.1f})")
+        print(
+            f"{name:>8}: {medians[name]:7.1f} ms/photo (median; min {min(values):.1f}, max {max(values):.1f})"
+        )
     ratio = medians["step"] / medians["baseline"]
     verdict = "meets" if ratio <= 0.5 else "misses"
     print(f"   ratio: {ratio:.2f} (step / baseline; {verdict} the <= 0.50 target)")
@@ -156,8 +163,10 @@ def main() -> None:
         if rss is None:
             print(f"{name:>8}: peak RSS unknown (no /proc/self/clear_refs)")
         else:
-            print(f"{name:>8}: peak RSS {rss[1]:.0f} MB for one photo in a fresh process "
-                  f"(+{rss[1] - rss[0]:.0f} MB over {rss[0]:.0f} MB for imports and input)")
+            print(
+                f"{name:>8}: peak RSS {rss[1]:.0f} MB for one photo in a fresh process "
+                f"(+{rss[1] - rss[0]:.0f} MB over {rss[0]:.0f} MB for imports and input)"
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark the search API's list routes (gallery, bib, photographer) on a 10 000-photo event.
 
-Run from the repo root: `.venv/bin/python bench/search.py [--photos N] [--requests N]`.
+Run from the repo root: `.venv/bin/python -m bench.search [--photos N] [--requests N]`.
 Everything runs in this process against moto, set up as the tests set it up (dev stage
 environment, fake credentials, us-east-1), with the app's own cached DynamoDB client.
 
@@ -13,7 +13,7 @@ the same page as one raw `repository read`, so the API / baseline ratio carries 
   Chalice, botocore, decoding, cursors, URLs, JSON (--replayed-requests).
 
 It also counts the DynamoDB calls each API page makes (`before-call.dynamodb.*` events) and exits
-non-zero if any bib page took more than one: a bib page is one Query by design (chalicelib.model),
+non-zero if any bib page took more than one: a bib page is one Query by design (chalicelib.adapters.table),
 whatever the timing.
 """
 
@@ -60,7 +60,6 @@ from sandbox.resources import create_stage_resources  # noqa: E402
 from tests.support.photos import make_photo, seed  # noqa: E402
 
 
-
 @dataclass(frozen=True)
 class Event:
     """What was loaded: photos per bib (bibs on at least one photo), and the photographers."""
@@ -87,8 +86,12 @@ class Timings:
     def summary(self) -> tuple[float, float, float, float]:
         """Return (requests/s, p50 ms, p99 ms, mean photos per response)."""
         p99 = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[98]
-        return (1000 * len(self.latencies_ms) / sum(self.latencies_ms), statistics.median(self.latencies_ms),
-                p99, statistics.fmean(self.photos))
+        return (
+            1000 * len(self.latencies_ms) / sum(self.latencies_ms),
+            statistics.median(self.latencies_ms),
+            p99,
+            statistics.fmean(self.photos),
+        )
 
 
 class DynamoDBHooks:
@@ -160,7 +163,9 @@ def gallery_pages() -> Iterator[Page]:
     cursor, start = None, None
     while True:
         path = base + (f"&cursor={quote(cursor)}" if cursor else "")
-        body, last = yield Page(path, lambda table, after: table.gallery_page(ORG, EVENT, limit=LIMIT, after=after), start)
+        body, last = yield Page(
+            path, lambda table, after: table.gallery_page(ORG, EVENT, limit=LIMIT, after=after), start
+        )
         cursor, start = body["next_cursor"], last
 
 
@@ -181,19 +186,22 @@ def photographer_pages(event: Event, rng: random.Random) -> Iterator[Page]:
         handle = rng.choice(event.photographers)
         yield Page(
             f"/events/{ORG}/{EVENT}/photographers/{handle}/photos?limit={LIMIT}",
-            lambda table, after, handle=handle: table.photographer_page(ORG, EVENT, handle, limit=LIMIT, after=after),
+            lambda table, after, handle=handle: table.photographer_page(
+                ORG, EVENT, handle, limit=LIMIT, after=after
+            ),
         )
 
 
 def again(pages: list[Page]) -> Iterator[Page]:
     """The pages of an earlier pass, over and over."""
     while True:
-        for page in pages:  # not `yield from`: a list iterator has no send()
+        for page in pages:  # noqa: UP028 - not `yield from`: a list iterator has no send()
             yield page
 
 
-def run(client: Client, table: PhotoTable, pages: Iterator[Page], requests: int,
-        hooks: DynamoDBHooks) -> tuple[Timings, Timings, list[Page]]:
+def run(
+    client: Client, table: PhotoTable, pages: Iterator[Page], requests: int, hooks: DynamoDBHooks
+) -> tuple[Timings, Timings, list[Page]]:
     """Alternate API request and baseline for `requests` pages; return both timings and the pages.
 
     Alternating means load from other processes hits both alike. Raises SystemExit if the API
@@ -249,10 +257,18 @@ def profile(client: Client, pages: Iterator[Page], requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=5,
-                        help="requests per route with moto answering (each ~1 s at 10 000 photos; default 5)")
-    parser.add_argument("--replayed-requests", type=int, default=100,
-                        help="requests per route with recorded DynamoDB responses (default 100)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=5,
+        help="requests per route with moto answering (each ~1 s at 10 000 photos; default 5)",
+    )
+    parser.add_argument(
+        "--replayed-requests",
+        type=int,
+        default=100,
+        help="requests per route with recorded DynamoDB responses (default 100)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for the event and the requests")
     parser.add_argument("--profile", choices=ROUTES, help="also profile this route's replayed requests")
     args = parser.parse_args()
@@ -269,9 +285,11 @@ def main() -> None:
         event = load_event(table, args.photos, rng)
         load_s = time.perf_counter() - start
         popular, most = event.bib_counts.most_common(1)[0]
-        print(f"event {ORG}/{EVENT}: {args.photos} photos by {len(event.photographers)} photographers; "
-              f"{len(event.bib_counts)} of {RUNNERS} runners' bibs seen, photos per bib median "
-              f"{statistics.median(event.bib_counts.values()):.0f}, max {most} (bib {popular})")
+        print(
+            f"event {ORG}/{EVENT}: {args.photos} photos by {len(event.photographers)} photographers; "
+            f"{len(event.bib_counts)} of {RUNNERS} runners' bibs seen, photos per bib median "
+            f"{statistics.median(event.bib_counts.values()):.0f}, max {most} (bib {popular})"
+        )
         print(f"load: {args.photos} photos saved as Fanout saves them: {load_s:.1f} s")
 
         hooks = DynamoDBHooks()
@@ -285,8 +303,10 @@ def main() -> None:
         # Warm-up outside the figures: first-request costs (route table, botocore loaders, signer).
         client.http.get(next(bib_pages(event, random.Random(-1))).path)
 
-        print(f"\nlimit={LIMIT}; each API request is followed by its baseline, the same page as one raw "
-              f"repository read; latencies in ms")
+        print(
+            f"\nlimit={LIMIT}; each API request is followed by its baseline, the same page as one raw "
+            f"repository read; latencies in ms"
+        )
         print(f"{'route':<13} {'row':<20} {'req/s':>7} {'p50':>9} {'p99':>9} {'photos/resp':>12}")
         calls: dict[str, list[int]] = {}
         passes: dict[str, list[Page]] = {}
@@ -304,9 +324,11 @@ def main() -> None:
             calls[route] += api.calls
             print_rows(route, "replayed", api, baseline)
         replay_s = time.perf_counter() - start
-        print(f"moto pass {moto_s:.0f} s ({args.requests} pages a route), replayed pass {replay_s:.0f} s "
-              f"({args.replayed_requests} a route, {len(hooks.responses)} recorded responses, "
-              f"{hooks.misses} unrecorded calls sent to moto)")
+        print(
+            f"moto pass {moto_s:.0f} s ({args.requests} pages a route), replayed pass {replay_s:.0f} s "
+            f"({args.replayed_requests} a route, {len(hooks.responses)} recorded responses, "
+            f"{hooks.misses} unrecorded calls sent to moto)"
+        )
 
         print(f"\nDynamoDB calls per page ({', '.join(sorted(hooks.operations))} seen):")
         for route, counts in calls.items():

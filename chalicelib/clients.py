@@ -8,15 +8,16 @@ variables (the sandbox stage sets them), so this code is the same everywhere.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
-from chalicelib.config import Settings
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
+from chalicelib.config import Settings
 
 # Standard retry mode: botocore retries throttling and 5xx with backoff before we ever see them.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, signature_version="v4")
@@ -28,7 +29,7 @@ def settings() -> Settings:
 
 
 @functools.cache
-def _client(service: str):
+def _client(service: str) -> Any:
     return boto3.session.Session().client(service, config=_BOTO_CONFIG)
 
 

@@ -7,11 +7,14 @@ reference behaviour and serve pure unit tests. Names of AWS resources have no de
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from chalicelib.domain.bibs import BibRules
 from chalicelib.domain.errors import ConfigurationError
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Settings:
     max_image_pixels: int = 120_000_000
     max_upload_bytes: int = 200 * 1024 * 1024
     # DetectText
-    bib_rules: BibRules = BibRules()
+    bib_rules: BibRules = BibRules()  # noqa: RUF009 - frozen, so one shared default is safe
     # IndexFaces
     index_max_faces: int = 15
     index_quality_filter: str = "AUTO"
@@ -123,7 +126,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default, float, "a number")
 
 
-def _number(env, name, default, cast, kind):
+def _number(env: Mapping[str, str], name: str, default: N, cast: Callable[[str], N], kind: str) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

@@ -77,7 +77,7 @@ _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     """Return a YAML CloudFormation template as a dict, intrinsic functions in long form."""
-    return yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - safe loader + tags
+    return yaml.load(path.read_text(), Loader=_TemplateLoader)
 
 
 @functools.cache
@@ -202,7 +202,8 @@ def delete(stage: str, *, session, poll_seconds: float = 5.0) -> list[str]:
     if _status(cfn, name) is None:
         return []
     retained = {
-        logical_id for logical_id, resource in template()["Resources"].items()
+        logical_id
+        for logical_id, resource in template()["Resources"].items()
         if resource.get("DeletionPolicy", "Delete") != "Delete"
     }
     kept = [

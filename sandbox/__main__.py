@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--aws-port", type=int, default=DEFAULT_PORTS["aws"])
     ingest.add_argument("--timeout", type=float, default=1800.0)
 
-    evaluate = commands.add_parser("evaluate", help="measure bib reading and selfie search on labelled photos")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure bib reading and selfie search on labelled photos"
+    )
     evaluate.add_argument("--bibs", type=Path, help="labels.csv of rbnr-style bib labels")
     evaluate.add_argument("--faces", type=Path, help="identities.csv of faces-dev-style identities")
     evaluate.add_argument("--verbose", action="store_true", help="list every photo the engines got wrong")
@@ -53,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sandbox.uploads import photo_files, upload, wait_for
     from sandbox.samples import ensure_samples
+    from sandbox.uploads import photo_files, upload, wait_for
 
     sandbox = Sandbox(ports=Ports(api=args.port))
     print("starting the sandbox (moto, Step Functions, local Rekognition, API)...", file=sys.stderr)
@@ -72,8 +74,10 @@ def _serve(args: argparse.Namespace) -> int:
         keys = upload(files, directory, bucket=res.bucket, org=args.org, event=args.event)
         outcome = wait_for(keys, table_name=res.table_name, org=args.org, event=args.event, started=started)
         _print_summary(outcome, skipped)
-        counts = (f"{len(outcome.processed)} photos processed, {len(outcome.failed)} failed,"
-                  f" {len(outcome.missing)} unaccounted, {outcome.photos_per_minute:.1f} photos/min")
+        counts = (
+            f"{len(outcome.processed)} photos processed, {len(outcome.failed)} failed,"
+            f" {len(outcome.missing)} unaccounted, {outcome.photos_per_minute:.1f} photos/min"
+        )
         bibs = sorted({bib for item in outcome.processed.values() for bib in item.get("bibs", [])})
     else:
         bibs = []
@@ -82,10 +86,14 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"ready: {counts}")
     print(f"  API:         {sandbox.api_url}  (stage {STAGE})")
     print(f"  S3 endpoint: {sandbox.aws_url}  bucket {res.bucket}")
-    print(f"  upload:      aws --endpoint-url {sandbox.aws_url} s3 cp PHOTO.jpg s3://{res.bucket}/{args.org}/{args.event}/raw/")
+    print(
+        f"  upload:      aws --endpoint-url {sandbox.aws_url} s3 cp PHOTO.jpg s3://{res.bucket}/{args.org}/{args.event}/raw/"
+    )
     print(f"  gallery:     curl '{base}/photos?limit=10'")
     print(f"  bib search:  curl '{base}/bibs/{bibs[0] if bibs else '1234'}/photos'")
-    print(f"  selfie:      curl -X POST -H 'Content-Type: image/jpeg' --data-binary @{selfie} '{base}/selfie-search'")
+    print(
+        f"  selfie:      curl -X POST -H 'Content-Type: image/jpeg' --data-binary @{selfie} '{base}/selfie-search'"
+    )
     print("serving until interrupted (Ctrl-C)", flush=True)
     try:
         while True:
@@ -98,9 +106,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from sandbox.uploads import photo_files, upload, wait_for
     from sandbox.resources import bucket_name
     from sandbox.stage import stage_environment
+    from sandbox.uploads import photo_files, upload, wait_for
 
     os.environ.update(sandbox_environment(Ports(aws=args.aws_port)))
     account = boto3.client("sts").get_caller_identity()["Account"]
@@ -111,15 +119,21 @@ def _ingest(args: argparse.Namespace) -> int:
         return 2
     files, skipped = photo_files(args.directory)
     started = time.monotonic()
-    keys = upload(files, args.directory, bucket=bucket, org=args.org, event=args.event, photographer=args.photographer)
-    outcome = wait_for(keys, table_name=table, org=args.org, event=args.event, timeout=args.timeout, started=started)
+    keys = upload(
+        files, args.directory, bucket=bucket, org=args.org, event=args.event, photographer=args.photographer
+    )
+    outcome = wait_for(
+        keys, table_name=table, org=args.org, event=args.event, timeout=args.timeout, started=started
+    )
     _print_summary(outcome, skipped)
     return 0 if not outcome.missing else 1
 
 
 def _print_summary(outcome, skipped) -> None:
-    print(f"processed {len(outcome.processed)}, failed {len(outcome.failed)}, unaccounted {len(outcome.missing)},"
-          f" {outcome.photos_per_minute:.1f} photos/min")
+    print(
+        f"processed {len(outcome.processed)}, failed {len(outcome.failed)}, unaccounted {len(outcome.missing)},"
+        f" {outcome.photos_per_minute:.1f} photos/min"
+    )
     for key, item in sorted(outcome.failed.items()):
         print(f"  FAILED {key}: {item.get('error')}: {item.get('cause')}")
     for key in outcome.missing:

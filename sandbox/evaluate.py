@@ -24,8 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.uploads import Outcome, photo_files, upload, wait_for
 from sandbox.runtime import Ports, Sandbox
+from sandbox.uploads import Outcome, photo_files, upload, wait_for
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,11 @@ def _evaluate_bibs(sandbox: Sandbox, labels: Path, verbose: bool) -> None:
     outcome = _ingest(sandbox, labels.parent, "eval", "bibs", only=set(truth))
     found = {Path(key).name: set(item.get("bibs", [])) for key, item in outcome.processed.items()}
     score = score_bibs(truth, found)
-    print(f"bibs ({labels}): {score.photos} photos, precision {score.precision:.3f}, recall {score.recall:.3f},"
-          f" F1 {score.f1:.3f} (mean per-photo F1 {score.mean_photo_f1:.3f});"
-          f" {len(outcome.failed)} failed; {outcome.photos_per_minute:.1f} photos/min")
+    print(
+        f"bibs ({labels}): {score.photos} photos, precision {score.precision:.3f}, recall {score.recall:.3f},"
+        f" F1 {score.f1:.3f} (mean per-photo F1 {score.mean_photo_f1:.3f});"
+        f" {len(outcome.failed)} failed; {outcome.photos_per_minute:.1f} photos/min"
+    )
     if verbose:
         for image in sorted(truth):
             got = found.get(image, set())
@@ -114,21 +116,27 @@ def _evaluate_faces(sandbox: Sandbox, identities_csv: Path, verbose: bool) -> No
     results: dict[str, set[str] | None] = {}
     started = time.monotonic()
     for image in sorted(identities):
-        results[image] = _selfie_search(sandbox, "eval", "faces", (identities_csv.parent / image).read_bytes())
+        results[image] = _selfie_search(
+            sandbox, "eval", "faces", (identities_csv.parent / image).read_bytes()
+        )
         if verbose:
             matched = results[image]
             same = {i for i, who in identities.items() if who == identities[image] and i != image}
             if matched is None:
                 print(f"  {image}: query failed")
             elif matched - {image} != same:
-                print(f"  {image} ({identities[image]}): missed {sorted(same - matched)},"
-                      f" false {sorted((matched - {image}) - same)}")
+                print(
+                    f"  {image} ({identities[image]}): missed {sorted(same - matched)},"
+                    f" false {sorted((matched - {image}) - same)}"
+                )
     score = score_faces(identities, results)
     per_query = (time.monotonic() - started) / max(1, len(identities))
-    print(f"faces ({identities_csv}): {score.queries} queries, recall {score.recall:.3f},"
-          f" false matches per query {score.false_matches_per_query:.3f}, {score.failed_queries} failed queries;"
-          f" {len(outcome.failed)} photos failed; {outcome.photos_per_minute:.1f} photos/min ingest,"
-          f" {per_query:.2f} s per selfie search")
+    print(
+        f"faces ({identities_csv}): {score.queries} queries, recall {score.recall:.3f},"
+        f" false matches per query {score.false_matches_per_query:.3f}, {score.failed_queries} failed queries;"
+        f" {len(outcome.failed)} photos failed; {outcome.photos_per_minute:.1f} photos/min ingest,"
+        f" {per_query:.2f} s per selfie search"
+    )
 
 
 def _ingest(sandbox: Sandbox, directory: Path, org: str, event: str, only: set[str]) -> Outcome:

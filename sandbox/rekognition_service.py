@@ -21,7 +21,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -99,7 +99,9 @@ class Collection:
 class LocalRekognition:
     """The service's behaviour, independent of HTTP."""
 
-    def __init__(self, ocr: OcrEngine, faces: FaceEngine, read_s3: ImageSource, region: str = "us-east-1") -> None:
+    def __init__(
+        self, ocr: OcrEngine, faces: FaceEngine, read_s3: ImageSource, region: str = "us-east-1"
+    ) -> None:
         self._ocr = ocr
         self._faces = faces
         self._read_s3 = read_s3
@@ -128,9 +130,11 @@ class LocalRekognition:
         collection_id = _required(params, "CollectionId")
         with self._lock:
             if collection_id in self._collections:
-                raise ServiceError("ResourceAlreadyExistsException", f"The collection id: {collection_id} already exists")
+                raise ServiceError(
+                    "ResourceAlreadyExistsException", f"The collection id: {collection_id} already exists"
+                )
             arn = f"aws:rekognition:{self._region}:000000000000:collection/{collection_id}"
-            self._collections[collection_id] = Collection(collection_id, arn, datetime.now(timezone.utc))
+            self._collections[collection_id] = Collection(collection_id, arn, datetime.now(UTC))
         return {"StatusCode": 200, "CollectionArn": arn, "FaceModelVersion": FACE_MODEL_VERSION}
 
     def _op_DescribeCollection(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +159,10 @@ class LocalRekognition:
         start = int(params.get("NextToken") or 0)
         faces = sorted(collection.faces.values(), key=lambda f: f.face_id)
         page = faces[start : start + limit]
-        result: dict[str, Any] = {"Faces": [f.to_face() for f in page], "FaceModelVersion": FACE_MODEL_VERSION}
+        result: dict[str, Any] = {
+            "Faces": [f.to_face() for f in page],
+            "FaceModelVersion": FACE_MODEL_VERSION,
+        }
         if start + limit < len(faces):
             result["NextToken"] = str(start + limit)
         return result
@@ -205,7 +212,10 @@ class LocalRekognition:
                 collection.faces[stored.face_id] = stored
         return {
             "FaceRecords": [
-                {"Face": stored.to_face(), "FaceDetail": {"BoundingBox": stored.box, "Confidence": stored.confidence}}
+                {
+                    "Face": stored.to_face(),
+                    "FaceDetail": {"BoundingBox": stored.box, "Confidence": stored.confidence},
+                }
                 for stored in records
             ],
             "UnindexedFaces": unindexed,
@@ -216,7 +226,9 @@ class LocalRekognition:
         collection = self._collection(params)
         faces = self._detect(self._image(params))
         if not faces:
-            raise ServiceError("InvalidParameterException", "There are no faces in the image. Should be at least 1.")
+            raise ServiceError(
+                "InvalidParameterException", "There are no faces in the image. Should be at least 1."
+            )
         searched = faces[0]  # the largest, as the service does
         threshold = float(params.get("FaceMatchThreshold", 80.0))
         max_faces = int(params.get("MaxFaces") or 4096)
@@ -247,7 +259,9 @@ class LocalRekognition:
         with self._lock:
             collection = self._collections.get(collection_id)
         if collection is None:
-            raise ServiceError("ResourceNotFoundException", f"The collection id: {collection_id} does not exist")
+            raise ServiceError(
+                "ResourceNotFoundException", f"The collection id: {collection_id} does not exist"
+            )
         return collection
 
     def _image(self, params: dict[str, Any]) -> bytes:
@@ -264,14 +278,16 @@ class LocalRekognition:
                 raise ServiceError("InvalidParameterException", "S3Object needs Bucket and Name")
             try:
                 data = self._read_s3(s3["Bucket"], s3["Name"], s3.get("Version"))
-            except Exception as exc:  # noqa: BLE001 - the service says only that it could not read it
-                raise ServiceError("InvalidS3ObjectException", f"Unable to get object metadata from S3: {exc}") from exc
+            except Exception as exc:
+                raise ServiceError(
+                    "InvalidS3ObjectException", f"Unable to get object metadata from S3: {exc}"
+                ) from exc
             limit = MAX_S3_IMAGE
         else:
             raise ServiceError("InvalidParameterException", "Image needs Bytes or S3Object")
         if len(data) > limit:
             raise ServiceError("ImageTooLargeException", f"Image size is {len(data)} bytes, over {limit}")
-        if not (data.startswith(b"\xff\xd8") or data.startswith(b"\x89PNG\r\n\x1a\n")):
+        if not data.startswith((b"\xff\xd8", b"\x89PNG\r\n\x1a\n")):
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format")
         return data
 
@@ -304,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
     service: LocalRekognition  # set on the subclass made by make_server
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         target = self.headers.get("X-Amz-Target", "")
         operation = target.split(".", 1)[-1]
         length = int(self.headers.get("Content-Length") or 0)
@@ -316,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = exc.status, {"__type": exc.code, "message": exc.message}
         except json.JSONDecodeError:
             status, body = 400, {"__type": "SerializationException", "message": "body is not JSON"}
-        except Exception as exc:  # noqa: BLE001 - an engine fault is the service's 500, as on AWS
+        except Exception as exc:
             log.exception("rekognition %s failed", operation)
             status, body = 500, {"__type": "InternalServerError", "message": str(exc)}
         payload = json.dumps(body).encode()
@@ -327,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("rekognition %s", format % args)
 
 

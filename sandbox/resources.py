@@ -48,14 +48,25 @@ UPLOAD_SUFFIXES: tuple[str, ...] = tuple(
 # silently, so anything new in the template that is neither native nor translated below fails
 # loudly here instead of going missing from the sandbox.
 MOTO_SKIPS_TYPES = (
-    "AWS::S3::BucketPolicy", "AWS::SQS::QueuePolicy", "AWS::CloudWatch::Alarm", "AWS::SNS::Subscription"
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::CloudWatch::Alarm",
+    "AWS::SNS::Subscription",
 )
 MOTO_NATIVE_PROPERTIES = {
     "AWS::S3::Bucket": {"BucketName", "BucketEncryption", "Tags"},
     "AWS::DynamoDB::Table": {
-        "TableName", "BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes",
-        "LocalSecondaryIndexes", "StreamSpecification", "Tags", "DeletionProtectionEnabled",
-        "SSESpecification", "ProvisionedThroughput",
+        "TableName",
+        "BillingMode",
+        "AttributeDefinitions",
+        "KeySchema",
+        "GlobalSecondaryIndexes",
+        "LocalSecondaryIndexes",
+        "StreamSpecification",
+        "Tags",
+        "DeletionProtectionEnabled",
+        "SSESpecification",
+        "ProvisionedThroughput",
     },
     # moto's CloudFormation keeps its state machine where an executing moto (stepfunctions
     # execute_state_machine) does not look, and ignores DefinitionSubstitutions: always applied.
@@ -363,7 +374,7 @@ class _Resolver:
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
-            (function, argument), = node.items()
+            ((function, argument),) = node.items()
             handler = {
                 "Ref": self._ref,
                 "Fn::GetAtt": self._get_att,
@@ -391,7 +402,7 @@ class _Resolver:
         if name in self._parameters:
             value = self._parameters[name]
             if name in self._list_parameters:
-                return [item for item in value.split(",")] if value else [""]
+                return value.split(",") if value else [""]
             return value
         return self._output({"Ref": name})
 
@@ -432,8 +443,11 @@ class _QuietSkips(logging.Filter):
     """Drop moto's warning for each resource type this module applies itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.msg == "No Moto CloudFormation support for %s" and record.args
-                    and record.args[0] in MOTO_SKIPS_TYPES)
+        return not (
+            record.msg == "No Moto CloudFormation support for %s"
+            and record.args
+            and record.args[0] in MOTO_SKIPS_TYPES
+        )
 
 
 _moto_log = logging.getLogger("moto")  # moto's CloudFormation parser logs under "moto"

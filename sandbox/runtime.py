@@ -14,7 +14,6 @@ The app's code is unchanged: this module only sets the endpoints (AWS_ENDPOINT_U
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -28,7 +27,7 @@ import boto3
 
 from sandbox.lambdas import LocalLambdas
 from sandbox.resources import StageResources, create_stage_resources
-from sandbox.stage import PROJECT_DIR, function_name, stage_environment
+from sandbox.stage import function_name, stage_environment
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,6 @@ class Sandbox:
         self.resources = create_stage_resources(STAGE, region=REGION)
         self._start_rekognition()
         import app as snaprace  # after the environment is set, as `chalice deploy` would
-
         from chalicelib import clients
 
         clients.cache_clear()
@@ -124,7 +122,7 @@ class Sandbox:
         for stopper in reversed(self._stoppers):
             try:
                 stopper()
-            except Exception:  # noqa: BLE001 - stopping the rest matters more
+            except Exception:
                 log.exception("while stopping the sandbox")
         self._stoppers.clear()
 
@@ -187,17 +185,9 @@ class Sandbox:
         self._stoppers.append(lambda: thread.join(timeout=5))
 
     def _start_api(self, app) -> None:
-        from chalice.config import Config
-        from chalice.local import create_local_server
+        from sandbox.api import start_api
 
-        config = Config.create(
-            chalice_stage=STAGE,
-            project_dir=str(PROJECT_DIR),
-            config_from_disk=json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text()),
-        )
-        server = create_local_server(app, config, "127.0.0.1", self.ports.api)
-        threading.Thread(target=server.server.serve_forever, name="api", daemon=True).start()
-        self._stoppers.append(lambda: (server.shutdown(), server.server.server_close()))
+        self._stoppers.append(start_api(app, STAGE, self.ports.api))
 
 
 class QueuePoller:
@@ -210,8 +200,17 @@ class QueuePoller:
     (moto applies the redrive policy on receive, as SQS does).
     """
 
-    def __init__(self, *, queue_url: str, handler: str, invoke, batch_size: int, stop: threading.Event | None,
-                 queue_arn: str, busy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        *,
+        queue_url: str,
+        handler: str,
+        invoke,
+        batch_size: int,
+        stop: threading.Event | None,
+        queue_arn: str,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._sqs = boto3.client("sqs")
         self._queue_url = queue_url
         self._queue_arn = queue_arn
@@ -228,7 +227,7 @@ class QueuePoller:
                     time.sleep(0.2)  # messages wait in the queue, as they would for Lambda concurrency
                     continue
                 self.poll_once(wait_seconds=1)
-            except Exception:  # noqa: BLE001 - a poller outlives a bad poll, as the real one does
+            except Exception:
                 log.exception("sqs poll failed")
                 time.sleep(1)
 
@@ -246,8 +245,11 @@ class QueuePoller:
         event = {"Records": [self._record(message) for message in messages]}
         result, failed = self._invoke(self._handler, event)
         if failed:
-            log.warning("handler failed for %d message(s), left for redelivery: %s",
-                        len(messages), result.get("errorType"))
+            log.warning(
+                "handler failed for %d message(s), left for redelivery: %s",
+                len(messages),
+                result.get("errorType"),
+            )
             return len(messages)
         for message in messages:
             self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from chalicelib.domain.bibs import normalise_bib
-from chalicelib.domain.bibs import BibRules
+from chalicelib.domain.bibs import BibRules, normalise_bib
 
 SOURCE = Path(__file__).with_name("samples") / "astronaut.jpg"
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / ".sandbox" / "samples"
@@ -53,7 +52,9 @@ def ensure_samples(directory: Path = DEFAULT_DIR) -> SampleSet:
     return SampleSet(
         photos=photos,
         selfie=selfie,
-        bibs={name: [normalise_bib(b, BibRules()) for b, *_ in runners] for name, (runners, _) in SCENES.items()},
+        bibs={
+            name: [normalise_bib(b, BibRules()) for b, *_ in runners] for name, (runners, _) in SCENES.items()
+        },
         faces={name: sum(1 for _, face, *_ in runners if face) for name, (runners, _) in SCENES.items()},
     )
 
@@ -77,7 +78,9 @@ def _scene(portrait: Image.Image, runners, captured: str) -> bytes:
     return buffer.getvalue()
 
 
-def _runner(scene: Image.Image, portrait: Image.Image, bib: str, with_face: bool, x: int, scale: float) -> None:
+def _runner(
+    scene: Image.Image, portrait: Image.Image, bib: str, with_face: bool, x: int, scale: float
+) -> None:
     draw = ImageDraw.Draw(scene)
     top = 140
     if with_face:
@@ -89,12 +92,21 @@ def _runner(scene: Image.Image, portrait: Image.Image, bib: str, with_face: bool
         w = int(300 * scale)
         draw.ellipse((x + w // 3, top, x + 2 * w // 3, top + w // 3), fill=(90, 60, 40))
         draw.rectangle((x, top + w // 3, x + w, top + int(w * 1.4)), fill=(30, 90, 200))
-        draw.rectangle((x + w // 6, top + int(w * 1.4), x + w // 2 - 10, top + int(w * 2.2)), fill=(40, 40, 40))
-        draw.rectangle((x + w // 2 + 10, top + int(w * 1.4), x + 5 * w // 6, top + int(w * 2.2)), fill=(40, 40, 40))
+        draw.rectangle(
+            (x + w // 6, top + int(w * 1.4), x + w // 2 - 10, top + int(w * 2.2)), fill=(40, 40, 40)
+        )
+        draw.rectangle(
+            (x + w // 2 + 10, top + int(w * 1.4), x + 5 * w // 6, top + int(w * 2.2)), fill=(40, 40, 40)
+        )
         torso_x, torso_y, torso_w = x + w // 8, top + int(w * 0.55), int(w * 0.75)
     card_h = int(torso_w * 0.62)
-    draw.rounded_rectangle((torso_x, torso_y, torso_x + torso_w, torso_y + card_h), radius=8, fill=(250, 250, 250),
-                           outline=(20, 20, 20), width=3)
+    draw.rounded_rectangle(
+        (torso_x, torso_y, torso_x + torso_w, torso_y + card_h),
+        radius=8,
+        fill=(250, 250, 250),
+        outline=(20, 20, 20),
+        width=3,
+    )
     size = max(24, int(card_h * 0.62))
     while True:  # the biggest print that fits the card, as real bibs are printed
         font = ImageFont.load_default(size=size)
@@ -104,6 +116,7 @@ def _runner(scene: Image.Image, portrait: Image.Image, bib: str, with_face: bool
         size -= 4
     draw.text(
         (torso_x + (torso_w - (right - left)) / 2 - left, torso_y + (card_h - (lower - upper)) / 2 - upper),
-        bib, fill=(10, 10, 10), font=font,
+        bib,
+        fill=(10, 10, 10),
+        font=font,
     )
-

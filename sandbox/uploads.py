@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
+
 from chalicelib.adapters.table import PhotoTable
 from sandbox.resources import UPLOAD_SUFFIXES
 
@@ -36,12 +37,15 @@ def photo_files(directory: Path) -> tuple[list[Path], list[tuple[str, str]]]:
         if path.suffix.lower() in UPLOAD_SUFFIXES:
             chosen.append(path)
         else:
-            skipped.append((str(path), f"not uploaded: the bucket only notifies for {', '.join(UPLOAD_SUFFIXES)}"))
+            skipped.append(
+                (str(path), f"not uploaded: the bucket only notifies for {', '.join(UPLOAD_SUFFIXES)}")
+            )
     return chosen, skipped
 
 
-def upload(files: list[Path], directory: Path, *, bucket: str, org: str, event: str,
-           photographer: str | None = None) -> list[str]:
+def upload(
+    files: list[Path], directory: Path, *, bucket: str, org: str, event: str, photographer: str | None = None
+) -> list[str]:
     """Upload files under `{org}/{event}/raw/` keeping their relative paths; return the raw keys."""
     s3 = boto3.client("s3")
     keys = []
@@ -53,8 +57,16 @@ def upload(files: list[Path], directory: Path, *, bucket: str, org: str, event: 
     return keys
 
 
-def wait_for(keys: list[str], *, table_name: str, org: str, event: str, timeout: float = 1800.0,
-             out: TextIO | None = sys.stderr, started: float | None = None) -> Outcome:
+def wait_for(
+    keys: list[str],
+    *,
+    table_name: str,
+    org: str,
+    event: str,
+    timeout: float = 1800.0,
+    out: TextIO | None = sys.stderr,
+    started: float | None = None,
+) -> Outcome:
     """Poll the table until every raw key has a PHOTO or FAILED item (or `timeout`); show progress."""
     started = time.monotonic() if started is None else started
     table = PhotoTable(boto3.client("dynamodb"), table_name)

@@ -158,11 +158,18 @@ def _client_attributes() -> dict[str, dict[str, str]]:
         init = code.functions[f"{cls}.__init__"]
         params = [a.arg for a in init.args.args[1:]]
         for index, arg in enumerate(call.args):
-            if (isinstance(arg, ast.Call) and isinstance(arg.func, ast.Name) and arg.func.id == "_client"
-                    and isinstance(arg.args[0], ast.Constant)):
+            if (
+                isinstance(arg, ast.Call)
+                and isinstance(arg.func, ast.Name)
+                and arg.func.id == "_client"
+                and isinstance(arg.args[0], ast.Constant)
+            ):
                 for statement in ast.walk(init):
-                    if (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Name)
-                            and statement.value.id == params[index]):
+                    if (
+                        isinstance(statement, ast.Assign)
+                        and isinstance(statement.value, ast.Name)
+                        and statement.value.id == params[index]
+                    ):
                         for target in statement.targets:
                             if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
                                 result[cls][target.attr] = arg.args[0].value
@@ -192,14 +199,18 @@ def _edges(qualified: str, code: Code) -> tuple[set[str], list[ClientCall]]:
                 for attr in {inner.attr, *aliases.get(inner.attr, ())}:
                     callees.update(_callable_target(f"{cls}.{attr}", code))
             target = _resolve_name(module, owner, code)
-            if target in code.trees:  # a chalicelib module: module.function / module.Class
-                callees.update(_callable_target(f"{target}.{inner.attr}", code))
-            elif target in code.classes:  # Class.classmethod
+            if (
+                target in code.trees or target in code.classes
+            ):  # a chalicelib module: module.function / module.Class
                 callees.update(_callable_target(f"{target}.{inner.attr}", code))
             for typed_class in typed.get(owner, ()):
                 callees.update(_callable_target(f"{typed_class}.{inner.attr}", code))
-        if (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute)
-                and _is_self_attribute(inner.func.value) and inner.func.value.attr in clients):
+        if (
+            isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Attribute)
+            and _is_self_attribute(inner.func.value)
+            and inner.func.value.attr in clients
+        ):
             service = clients[inner.func.value.attr]
             calls.append(ClientCall(qualified, service, inner.func.attr, _actions(service, inner, node)))
     callees.discard(qualified)
@@ -270,8 +281,12 @@ def entry_points() -> dict[str, list[str]]:
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
-            if not (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
-                    and isinstance(decorator.func.value, ast.Name) and decorator.func.value.id == "app"):
+            if not (
+                isinstance(decorator, ast.Call)
+                and isinstance(decorator.func, ast.Attribute)
+                and isinstance(decorator.func.value, ast.Name)
+                and decorator.func.value.id == "app"
+            ):
                 continue
             kind = decorator.func.attr
             if kind in ("route", "middleware"):
@@ -347,8 +362,11 @@ def sqs_triggered() -> set[str]:
     for node in _code().trees["app"].body:
         if isinstance(node, ast.FunctionDef):
             for decorator in node.decorator_list:
-                if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
-                        and decorator.func.attr == "on_sqs_message"):
+                if (
+                    isinstance(decorator, ast.Call)
+                    and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == "on_sqs_message"
+                ):
                     names = [k.value.value for k in decorator.keywords if k.arg == "name"]
                     found.add(names[0] if names else node.name)
     return found
@@ -433,7 +451,9 @@ def _table_indexes() -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.policies", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="compare with the committed files; write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the committed files; write nothing"
+    )
     args = parser.parse_args(argv)
     stale = []
     for stage in DEPLOYED_STAGES:

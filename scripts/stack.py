@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deploying stack {name} in {session.region_name} (a first deploy takes a few minutes)")
             _print_outputs(stack.deploy(args.stage, session=session))
             email = stack.parameters(args.stage).get("AlarmEmail")
-            print(f"alarms go to {email}: confirm the subscription e-mail" if email else
-                  "no AlarmEmail in infra/stages.json: alarms go to the topic only")
+            print(
+                f"alarms go to {email}: confirm the subscription e-mail"
+                if email
+                else "no AlarmEmail in infra/stages.json: alarms go to the topic only"
+            )
             print(f"next: chalice deploy --stage {args.stage}")
         elif args.command == "outputs":
             _print_outputs(stack.outputs(args.stage, session=session))

@@ -13,7 +13,6 @@ from PIL import Image
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.services import pipeline
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.domain.cursors import encode_cursor
 from chalicelib.domain.errors import (
@@ -22,6 +21,7 @@ from chalicelib.domain.errors import (
     ThrottlingException,
     UnprocessedItemsError,
 )
+from chalicelib.services import pipeline
 from sandbox.stage import stage_environment
 from tests.support.api import (
     Unavailable,
@@ -139,12 +139,22 @@ def test_bib_is_normalised_like_ingestion(client, table, typed):
 
 def test_bib_search_returns_each_photo_once_even_when_the_bib_appears_twice(client, table, resources):
     photo = make_photo("acme", "e1", 1, bucket=resources.bucket).to_dict()
-    event = {"bucket": resources.bucket, "key": photo["raw_key"], "version_id": None, "etag": "e", "size": 1,
-             "uploaded_at": "2025-05-04T09:00:00Z", "photo": photo,
-             "analysis": {"text": {"bibs": ["1234", "1234"], "error": None}, "faces": {"face_ids": [], "error": None}}}
+    event = {
+        "bucket": resources.bucket,
+        "key": photo["raw_key"],
+        "version_id": None,
+        "etag": "e",
+        "size": 1,
+        "uploaded_at": "2025-05-04T09:00:00Z",
+        "photo": photo,
+        "analysis": {
+            "text": {"bibs": ["1234", "1234"], "error": None},
+            "faces": {"face_ids": [], "error": None},
+        },
+    }
     pipeline.fanout(event, table=table)
     status, body = get(client, "/events/acme/e1/bibs/1234/photos")
-    assert [p["photo_id"] for p in body["photos"]] == [photo["photo_id"]]
+    assert status == 200 and [p["photo_id"] for p in body["photos"]] == [photo["photo_id"]]
 
 
 def test_bib_pages_walk_without_duplicates(client, table):
@@ -182,8 +192,13 @@ def test_photographer_handles_match_however_typed(client, table, handle):
 
 
 def test_photographer_listing_does_not_leak_across_events_sharing_a_prefix(client, table):
-    seed(table, [(make_photo("acme", "run-5k", 1, photographer="p"), ()),
-                 (make_photo("acme", "run-5k-2025", 2, photographer="p"), ())])
+    seed(
+        table,
+        [
+            (make_photo("acme", "run-5k", 1, photographer="p"), ()),
+            (make_photo("acme", "run-5k-2025", 2, photographer="p"), ()),
+        ],
+    )
     body = get(client, "/events/acme/run-5k/photographers/p/photos")[1]
     assert [p["event_id"] for p in body["photos"]] == ["run-5k"]
 
@@ -202,14 +217,16 @@ def test_limit_outside_1_to_100_is_400(client, limit):
     assert status == 400 and error_code(body) == "InvalidLimit"
 
 
-@pytest.mark.parametrize("path", ["/events/bad%23org/e1/photos", "/events/acme/-e1/photos", f"/events/acme/{'x' * 65}/photos"])
+@pytest.mark.parametrize(
+    "path", ["/events/bad%23org/e1/photos", "/events/acme/-e1/photos", f"/events/acme/{'x' * 65}/photos"]
+)
 def test_malformed_ids_are_400(client, path):
     status, body = get(client, path)
     assert status == 400 and error_code(body) == "InvalidId"
 
 
 def test_cursor_that_is_not_ours_is_400(client, table):
-    for cursor in ["garbage", "a.b", "%E2%9C%93.x", "eyJzIjoiZ2FsbGVyeSJ9." + "A" * 43]:
+    for cursor in ["", "garbage", "a.b", "%E2%9C%93.x", "eyJzIjoiZ2FsbGVyeSJ9." + "A" * 43]:
         status, body = get(client, f"/events/acme/e1/photos?cursor={cursor}")
         assert status == 400 and error_code(body) == "InvalidCursor", cursor
 
@@ -245,7 +262,9 @@ def test_cursor_signed_with_another_secret_is_400(client, table):
 def test_selfie_finds_each_photo_once_best_similarity_first(client, table, rekognition):
     alice_twice, alice_bob, bob = (make_photo("acme", "e1", n) for n in (1, 2, 3))
     seed(table, [(alice_twice, ()), (alice_bob, ()), (bob, ())])
-    index_people(rekognition, [(alice_twice, ["alice", "alice"]), (alice_bob, ["alice", "bob"]), (bob, ["bob"])])
+    index_people(
+        rekognition, [(alice_twice, ["alice", "alice"]), (alice_bob, ["alice", "bob"]), (bob, ["bob"])]
+    )
     status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((200, 30, 30)))
     assert status == 200, body
     found = [m["photo"]["photo_id"] for m in body["matches"]]
@@ -265,12 +284,16 @@ def test_selfie_with_two_faces_searches_the_largest_and_says_so(client, table, r
 
 
 def test_selfie_png_is_accepted(client, table, rekognition):
-    status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), fmt="PNG"), "image/png")
+    status, body = post_selfie(
+        client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), fmt="PNG"), "image/png"
+    )
     assert status == 200 and body["matches"] == []
 
 
 def test_selfie_content_type_is_not_trusted(client, rekognition):
-    status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), fmt="PNG"), "image/jpeg")
+    status, body = post_selfie(
+        client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), fmt="PNG"), "image/jpeg"
+    )
     assert status == 200
     status, body = post_selfie(client, "/events/acme/e1/selfie-search", b"hello, I am text", "image/jpeg")
     assert status == 415 and error_code(body) == "UnsupportedImageFormat"
@@ -298,7 +321,9 @@ def test_truncated_selfie_is_400(client, rekognition):
 
 def test_selfie_over_the_byte_limit_is_413(client, rekognition, monkeypatch):
     use_settings(monkeypatch, selfie_max_bytes=1000)
-    status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), size=(800, 800)))
+    status, body = post_selfie(
+        client, "/events/acme/e1/selfie-search", selfie((200, 30, 30), size=(800, 800))
+    )
     assert status == 413 and error_code(body) == "SelfieTooLarge"
 
 
@@ -338,8 +363,18 @@ def test_selfie_preflight_is_answered(client):
     assert response.headers["Access-Control-Allow-Methods"] == "GET,POST,OPTIONS"
 
 
+def test_selfie_preflight_for_a_malformed_event_is_400_like_the_post(client):
+    response = client.http.options(
+        "/events/acme/bad%23event/selfie-search", headers={"Origin": "https://app.example"}
+    )
+    assert response.status_code == 400 and error_code(json.loads(response.body)) == "InvalidId"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"  # the browser may still read the error
+
+
 def test_only_listed_origins_are_echoed(client, monkeypatch):
-    monkeypatch.setattr(snaprace, "_settings", replace(snaprace._settings, cors_allowed_origins=("https://app.example",)))
+    monkeypatch.setattr(
+        snaprace, "_settings", replace(snaprace._settings, cors_allowed_origins=("https://app.example",))
+    )
     allowed = client.http.get("/events/acme/e1/photos", headers={"Origin": "https://app.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert allowed.headers["Vary"] == "Origin"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.bibs import TextBox, TextDetection, bibs_from_detections, normalise_bib
-from chalicelib.domain.bibs import BibRules
+from chalicelib.domain.bibs import BibRules, TextBox, TextDetection, bibs_from_detections, normalise_bib
 
 DEFAULT = BibRules()
 
@@ -53,7 +52,9 @@ def test_surrounding_space_is_trimmed():
 
 
 def test_punctuation_and_mixed_text_are_not_bibs():
-    assert bibs_from_detections(words(("12-34", 99), ("#1234", 99), ("1234A", 99), ("12.34", 99)), DEFAULT) == []
+    assert (
+        bibs_from_detections(words(("12-34", 99), ("#1234", 99), ("1234A", 99), ("12.34", 99)), DEFAULT) == []
+    )
 
 
 def test_prefix_kept_when_stripping_is_off():

@@ -32,7 +32,8 @@ def test_missing_table_name_is_named():
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PROCESSED_MAX_WIDTH", "wide"), ("BIB_MIN_CONFIDENCE", "high"), ("BIB_STRIP_PREFIX", "maybe")]
+    ("name", "value"),
+    [("PROCESSED_MAX_WIDTH", "wide"), ("BIB_MIN_CONFIDENCE", "high"), ("BIB_STRIP_PREFIX", "maybe")],
 )
 def test_malformed_values_are_named(name, value):
     env = {**stage_environment("dev"), name: value}

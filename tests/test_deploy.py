@@ -142,8 +142,11 @@ def test_every_image_type_in_either_case_reaches_the_ingest_queue_and_nothing_el
         s3.put_object(Bucket=prod.bucket, Key=f"acme/run/raw/{name}", Body=b"x")
     messages = sqs.receive_message(QueueUrl=prod.queue_url, MaxNumberOfMessages=10)["Messages"]
     bodies = [m["Body"] for m in messages]
-    keys = sorted(unquote_plus(json.loads(b)["Records"][0]["s3"]["object"]["key"]) for b in bodies
-                  if "s3:TestEvent" not in b)
+    keys = sorted(
+        unquote_plus(json.loads(b)["Records"][0]["s3"]["object"]["key"])
+        for b in bodies
+        if "s3:TestEvent" not in b
+    )
     assert keys == ["acme/run/raw/a.jpg", "acme/run/raw/b.JPEG", "acme/run/raw/c.heic", "acme/run/raw/d.TIFF"]
 
 
@@ -161,7 +164,7 @@ def test_bucket_blocks_public_access_encrypts_allows_configured_origins_and_tier
 
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=prod.bucket)["Rules"]}
     raw = rules["raw-originals-to-archive"]
-    assert raw["Filter"] == {"Tag": {"Key": "folder", "Value": "raw"}}  # chalicelib.ingest.RAW_TAG
+    assert raw["Filter"] == {"Tag": {"Key": "folder", "Value": "raw"}}  # chalicelib.services.ingest.RAW_TAG
     assert raw["Transitions"] == [
         {"Days": int(stack.parameters(STAGE)["RawArchiveAfterDays"]), "StorageClass": "GLACIER_IR"}
     ]
@@ -235,8 +238,10 @@ def test_alarms_watch_dead_letters_failed_executions_throttling_and_function_err
 
     topic = stack.outputs(STAGE, session=boto3.session.Session(region_name=REGION))["AlarmTopicArn"]
     alarms = {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]}
-    assert set(alarms) == {f"snaprace-{STAGE}-{name}" for name in (
-        "ingest-dead-letters", "failed-executions", "rekognition-throttled", "function-errors")}
+    assert set(alarms) == {
+        f"snaprace-{STAGE}-{name}"
+        for name in ("ingest-dead-letters", "failed-executions", "rekognition-throttled", "function-errors")
+    }
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [topic]
     dead = alarms[f"snaprace-{STAGE}-ingest-dead-letters"]
@@ -271,10 +276,12 @@ def test_delete_removes_the_stack_and_reports_what_is_kept(aws):
     session = boto3.session.Session(region_name=REGION)
     dev = create_stage_resources("dev", region=REGION)
     kept = stack.delete("dev", session=session, poll_seconds=0)
-    assert sorted(kept) == sorted([
-        f"AWS::S3::Bucket {dev.bucket}",
-        f"AWS::DynamoDB::Table {stage_environment('dev')['TABLE_NAME']}",
-    ])
+    assert sorted(kept) == sorted(
+        [
+            f"AWS::S3::Bucket {dev.bucket}",
+            f"AWS::DynamoDB::Table {stage_environment('dev')['TABLE_NAME']}",
+        ]
+    )
     # moto honours only DeletionPolicy Retain, so whether the two are really kept is not checked here.
     with pytest.raises(Exception, match="does not exist"):
         boto3.client("cloudformation").describe_stacks(StackName=stack.stack_name("dev"))
@@ -314,7 +321,12 @@ def package(tmp_path_factory) -> Path:
     chalice = Path(sys.executable).with_name("chalice")
     result = subprocess.run(
         [str(chalice), "package", "--stage", STAGE, str(out)],
-        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False, timeout=600,
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -324,8 +336,11 @@ def test_chalice_package_prod_passes_cfn_lint(package):
     sam = (package / "sam.json").read_text()
     assert _lint(sam) == []
     template = json.loads(sam)
-    functions = {r["Properties"]["Handler"]: r for r in template["Resources"].values()
-                 if r["Type"] == "AWS::Serverless::Function"}
+    functions = {
+        r["Properties"]["Handler"]: r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
     on_upload = functions["app.on_upload"]["Properties"]
     (source,) = on_upload["Events"].values()
     queue = stage_environment(STAGE)["INGEST_QUEUE_NAME"]
@@ -364,8 +379,8 @@ def _deployer(config, deployed: dict | None = None):
     from chalice.deploy.executor import Executor
     from chalice.deploy.packager import AppOnlyDeploymentPackager
     from chalice.deploy.planner import PlanStage, RemoteState
-    from chalice.deploy.sweeper import ResourceSweeper
     from chalice.deploy.swagger import TemplatedSwaggerGenerator
+    from chalice.deploy.sweeper import ResourceSweeper
     from chalice.policy import AppPolicyGenerator
     from chalice.utils import UI, OSUtils
 
@@ -381,14 +396,16 @@ def _deployer(config, deployed: dict | None = None):
     record = DeployedResources(deployed) if deployed else DeployedResources.empty()
     osutils, ui = OSUtils(), UI(out=io.StringIO(), err=io.StringIO())
     packager = AppOnlyDeploymentPackager(osutils=osutils, dependency_builder=None, ui=ui)
-    build = deployer.BuildStage(steps=[
-        deployer.InjectDefaults(),
-        deployer.DeploymentPackager(packager=packager),
-        deployer.PolicyGenerator(policy_gen=AppPolicyGenerator(osutils=osutils), osutils=osutils),
-        deployer.SwaggerBuilder(swagger_generator=TemplatedSwaggerGenerator()),
-        deployer.LambdaEventSourcePolicyInjector(),
-        deployer.WebsocketPolicyInjector(),
-    ])
+    build = deployer.BuildStage(
+        steps=[
+            deployer.InjectDefaults(),
+            deployer.DeploymentPackager(packager=packager),
+            deployer.PolicyGenerator(policy_gen=AppPolicyGenerator(osutils=osutils), osutils=osutils),
+            deployer.SwaggerBuilder(swagger_generator=TemplatedSwaggerGenerator()),
+            deployer.LambdaEventSourcePolicyInjector(),
+            deployer.WebsocketPolicyInjector(),
+        ]
+    )
     return deployer.Deployer(
         application_builder=WithoutRestAPI(),
         deps_builder=DependencyBuilder(),

@@ -8,6 +8,7 @@ are skipped when that folder is absent. Timing lives in bench/faces_eval.py, not
 from __future__ import annotations
 
 import io
+import itertools
 import threading
 from pathlib import Path
 
@@ -140,11 +141,11 @@ def test_bytes_that_are_no_image_are_refused(engine):
 
 
 def test_similarity_falls_as_distance_grows():
-    distances = [step / 100 for step in range(0, 151)]
+    distances = [step / 100 for step in range(151)]
     similarities = [similarity_from_distance(d) for d in distances]
     assert similarities[0] == 100.0
-    assert all(a >= b for a, b in zip(similarities, similarities[1:]))
-    assert all(a > b for a, b in zip(similarities[:110], similarities[1:111]))  # strictly, until it reaches 0
+    assert all(a >= b for a, b in itertools.pairwise(similarities))
+    assert all(a > b for a, b in itertools.pairwise(similarities[:111]))  # strictly, until it reaches 0
     assert similarities[-1] == 0.0
 
 

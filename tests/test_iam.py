@@ -38,18 +38,16 @@ from scripts.policies import (
     rendered,
 )
 
-
 # --- the policies Chalice deploys --------------------------------------------------------------
 
 
 def _deployed_functions(stage: str):
     """Chalice's own application graph for a stage: its Lambda functions and their roles."""
+    from chalice.config import Config
     from chalice.deploy import models
     from chalice.deploy.appgraph import ApplicationGraphBuilder
 
     import app as snaprace
-
-    from chalice.config import Config
 
     config = Config(
         chalice_stage=stage,
@@ -98,8 +96,12 @@ def test_derivation_finds_the_calls_each_function_is_known_to_make():
 def test_every_adapter_client_call_is_reached_by_some_function():
     # A client call no function reaches is dead code or a path the analyser cannot follow.
     code = _code()
-    every_call = {call for qualified in code.functions if _class_of(qualified, code)
-                  for call in _edges(qualified, code)[1]}
+    every_call = {
+        call
+        for qualified in code.functions
+        if _class_of(qualified, code)
+        for call in _edges(qualified, code)[1]
+    }
     reached = {call for calls in derived_calls().values() for call in calls}
     assert every_call, "found no client calls at all"
     assert every_call - reached == set()
@@ -155,7 +157,8 @@ def test_every_grant_is_on_this_stages_resources(stage):
     env = stage_environment(stage)
     objects = re.escape(f"arn:aws:s3:::{stack.bucket_name(stage, '')}") + r"\*/\*/\*/(raw|processed)/\*"
     allowed = {
-        "dynamodb": re.escape(f"arn:aws:dynamodb:*:*:table/{env['TABLE_NAME']}") + f"(/index/({'|'.join(INDEXES)}))?",
+        "dynamodb": re.escape(f"arn:aws:dynamodb:*:*:table/{env['TABLE_NAME']}")
+        + f"(/index/({'|'.join(INDEXES)}))?",
         "s3": objects,
         "sqs": re.escape(f"arn:aws:sqs:*:*:{env['INGEST_QUEUE_NAME']}"),
         "states": re.escape(f"arn:aws:states:*:*:stateMachine:{env['STATE_MACHINE_NAME']}"),
@@ -274,8 +277,12 @@ def test_every_call_the_functions_make_at_run_time_was_derived(resources):
     recorder.current = "api_handler"
     base = "/events/acme/city-10k"
     photo_id = event["photo"]["photo_id"]
-    for path in (f"{base}/photos", f"{base}/photos/{photo_id}", f"{base}/bibs/1234/photos",
-                 f"{base}/photographers/snapper/photos"):
+    for path in (
+        f"{base}/photos",
+        f"{base}/photos/{photo_id}",
+        f"{base}/bibs/1234/photos",
+        f"{base}/photographers/snapper/photos",
+    ):
         assert client.http.get(path).status_code == 200, path
     selfie = client.http.post(
         f"{base}/selfie-search", headers={"Content-Type": "image/jpeg"}, body=jpeg_bytes()
@@ -284,8 +291,13 @@ def test_every_call_the_functions_make_at_run_time_was_derived(resources):
 
     for function, made in recorder.calls.items():
         assert function, f"calls outside any function: {made}"
-        derived = {(_botocore_client(c.service).meta.service_model.service_name,
-                    _botocore_client(c.service).meta.method_to_api_mapping[c.method])
-                   for c in derived_calls()[function] if c.method != "generate_presigned_url"}
+        derived = {
+            (
+                _botocore_client(c.service).meta.service_model.service_name,
+                _botocore_client(c.service).meta.method_to_api_mapping[c.method],
+            )
+            for c in derived_calls()[function]
+            if c.method != "generate_presigned_url"
+        }
         assert made - derived == set(), f"{function} made calls the derivation missed"
     assert set(recorder.calls) == set(entry_points())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.domain import ids
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_photo_id_is_stable_for_the_same_photo():
@@ -30,7 +30,9 @@ def test_different_content_at_the_same_moment_gets_different_ids():
 
 def test_naive_times_are_utc():
     digest = ids.content_digest(b"x")
-    assert ids.photo_id(datetime(2025, 1, 1), digest) == ids.photo_id(datetime(2025, 1, 1, tzinfo=UTC), digest)
+    assert ids.photo_id(datetime(2025, 1, 1), digest) == ids.photo_id(
+        datetime(2025, 1, 1, tzinfo=UTC), digest
+    )
 
 
 def test_capture_time_is_used_when_plausible():

@@ -1,4 +1,4 @@
-"""Specification of chalicelib.imaging: every image is generated here, in memory."""
+"""Specification of chalicelib.domain.imaging: every image is generated here, in memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import struct
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image, ImageCms, ImageFile
@@ -524,7 +524,7 @@ def with_exif(**fields: str) -> bytes:
 def test_captured_at_without_offset_is_taken_as_utc() -> None:
     result = process(with_exif(original="2024:05:12 09:31:07"))
 
-    assert result.captured_at == datetime(2024, 5, 12, 9, 31, 7, tzinfo=timezone.utc)
+    assert result.captured_at == datetime(2024, 5, 12, 9, 31, 7, tzinfo=UTC)
     assert result.captured_at.utcoffset().total_seconds() == 0
 
 
@@ -535,15 +535,15 @@ def test_captured_at_without_offset_is_taken_as_utc() -> None:
 def test_captured_at_honours_offset_time_original(offset: str, utc_time: tuple[int, int, int]) -> None:
     result = process(with_exif(original="2024:05:12 09:31:07", offset=offset))
 
-    assert result.captured_at == datetime(2024, 5, 12, *utc_time, tzinfo=timezone.utc)
-    assert result.captured_at.tzinfo == timezone.utc
+    assert result.captured_at == datetime(2024, 5, 12, *utc_time, tzinfo=UTC)
+    assert result.captured_at.tzinfo == UTC
 
 
 @pytest.mark.parametrize("offset", ["   :  ", "Europe/Paris", "+25:00", "+02:75"])
 def test_malformed_offset_is_ignored_and_time_taken_as_utc(offset: str) -> None:
     result = process(with_exif(original="2024:05:12 09:31:07", offset=offset))
 
-    assert result.captured_at == datetime(2024, 5, 12, 9, 31, 7, tzinfo=timezone.utc)
+    assert result.captured_at == datetime(2024, 5, 12, 9, 31, 7, tzinfo=UTC)
 
 
 def test_captured_at_is_none_without_exif() -> None:
@@ -572,7 +572,7 @@ def test_damaged_exif_block_gives_none_and_still_decodes() -> None:
 def test_captured_at_is_read_from_png_exif() -> None:
     data = encode(Image.new("RGB", (32, 24)), "PNG", exif=exif_bytes(1, "2024:05:12 09:31:07", "+02:00"))
 
-    assert process(data).captured_at == datetime(2024, 5, 12, 7, 31, 7, tzinfo=timezone.utc)
+    assert process(data).captured_at == datetime(2024, 5, 12, 7, 31, 7, tzinfo=UTC)
 
 
 # --- process safety --------------------------------------------------------------------------
@@ -584,7 +584,7 @@ def test_pillow_globals_are_left_at_their_defaults() -> None:
     process(encode(upright_canvas(), "PNG"))
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
-    assert Image.MAX_IMAGE_PIXELS == default_limit == int(1024 * 1024 * 1024 // 4 // 3)
+    assert Image.MAX_IMAGE_PIXELS == default_limit == (1024 * 1024 * 1024 // 4 // 3)
 
 
 def test_concurrent_calls_give_the_same_results_as_sequential_ones() -> None:

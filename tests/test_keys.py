@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from chalicelib.domain import keys
@@ -35,14 +34,19 @@ def test_rejects_keys_outside_the_raw_layout(key):
 
 
 def test_event_keys_are_url_decoded_with_plus_as_space():
-    assert keys.decode_event_key("acme/e1/raw/my+photo%2B1%20%ED%95%9C.jpg") == "acme/e1/raw/my photo+1 한.jpg"
+    assert (
+        keys.decode_event_key("acme/e1/raw/my+photo%2B1%20%ED%95%9C.jpg") == "acme/e1/raw/my photo+1 한.jpg"
+    )
 
 
 def test_processed_key():
     assert keys.processed_key("acme", "e1", "01HX") == "acme/e1/processed/01HX.jpg"
 
 
-@pytest.mark.parametrize(("given", "expected"), [("@Snap.Shooter", "snap.shooter"), ("  bob ", "bob"), ("@", None), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("@Snap.Shooter", "snap.shooter"), ("  bob ", "bob"), ("@", None), ("", None), (None, None)],
+)
 def test_photographer_handles_are_normalised(given, expected):
     assert keys.normalise_handle(given) == expected
 

@@ -42,8 +42,9 @@ def test_spec_is_valid_openapi_3_0():
 
 
 def test_every_chalice_route_is_documented_with_the_same_methods():
-    registered = {path: sorted(method.lower() for method in methods)
-                  for path, methods in snaprace.app.routes.items()}
+    registered = {
+        path: sorted(method.lower() for method in methods) for path, methods in snaprace.app.routes.items()
+    }
     documented = {path: sorted(HTTP_METHODS & set(item)) for path, item in SPEC["paths"].items()}
     assert documented == registered
 
@@ -63,7 +64,7 @@ def test_every_mapped_error_is_documented_under_its_status():
         subclasses = cls.__subclasses__()
         return {cls} if not subclasses else set().union(*(leaves(sub) for sub in subclasses))
 
-    for error_type, status in snaprace._STATUS:
+    for error_type, _ in snaprace._STATUS:
         for leaf in leaves(error_type):
             # The first matching entry decides, as in app._error_response.
             actual = next(s for t, s in snaprace._STATUS if issubclass(leaf, t))
@@ -73,7 +74,7 @@ def test_every_mapped_error_is_documented_under_its_status():
 def test_the_checker_rejects_what_the_contract_forbids():
     with pytest.raises(pytest.fail.Exception, match="does not document status 418"):
         assert_documented("GET", f"{EVENT}/photos", 418, {}, b"{}")
-    with pytest.raises(pytest.fail.Exception, match="DELETE .* is not documented"):
+    with pytest.raises(pytest.fail.Exception, match=r"DELETE .* is not documented"):
         assert_documented("DELETE", f"{EVENT}/photos", 200, {}, b"{}")
     with pytest.raises(pytest.fail.Exception, match="no path"):
         assert_documented("GET", "/events/acme", 200, {}, b"{}")
@@ -106,20 +107,66 @@ def test_schema_examples_match_their_schemas():
 
 # What the server accepts and what the spec's parameter schemas allow must agree.
 PARAMETER_CASES = [
-    *[("org_id", "/events/{}/e1/photos", value)
-      for value in ["acme", "A.b_c-9", "a" * 64, "a" * 65, "-acme", "_a", "ac me", "a#b", "é"]],
+    *[
+        ("org_id", "/events/{}/e1/photos", value)
+        for value in ["acme", "A.b_c-9", "a" * 64, "a" * 65, "-acme", "_a", "ac me", "a#b", "é"]
+    ],
     *[("event_id", "/events/acme/{}/photos", value) for value in ["e1", "9", "x" * 65, ".e1"]],
-    *[("photo_id", "/events/acme/e1/photos/{}", value)
-      for value in [UNKNOWN_PHOTO_ID, UNKNOWN_PHOTO_ID.lower(), UNKNOWN_PHOTO_ID[:25],
-                    UNKNOWN_PHOTO_ID[:25] + "I", UNKNOWN_PHOTO_ID + "0"]],
-    *[("bib", "/events/acme/e1/bibs/{}/photos", value)
-      for value in ["123", "123456", "0042", "A1234", "z999", " 1234 ", "12", "1234567", "AB123", "0000",
-                    "00000", "000000", "000", "12-34", "1 234", "\uff211234"]],
-    *[("handle", "/events/acme/e1/photographers/{}/photos", value)
-      for value in ["snap.shooter", "@Snap.Shooter", " @x ", "@@x", "a@b", "é_ü", "a" * 64, "@" + "a" * 64,
-                    "@", "@ ", "a" * 65, "a#b", "a b", "a\\b", "a\tb"]],
-    *[("limit", "/events/acme/e1/photos?limit={}", value)
-      for value in ["1", "100", "30", "0", "101", "-5", "ten", "1.5"]],
+    *[
+        ("photo_id", "/events/acme/e1/photos/{}", value)
+        for value in [
+            UNKNOWN_PHOTO_ID,
+            UNKNOWN_PHOTO_ID.lower(),
+            UNKNOWN_PHOTO_ID[:25],
+            UNKNOWN_PHOTO_ID[:25] + "I",
+            UNKNOWN_PHOTO_ID + "0",
+        ]
+    ],
+    *[
+        ("bib", "/events/acme/e1/bibs/{}/photos", value)
+        for value in [
+            "123",
+            "123456",
+            "0042",
+            "A1234",
+            "z999",
+            " 1234 ",
+            "12",
+            "1234567",
+            "AB123",
+            "0000",
+            "00000",
+            "000000",
+            "000",
+            "12-34",
+            "1 234",
+            "\uff211234",
+        ]
+    ],
+    *[
+        ("handle", "/events/acme/e1/photographers/{}/photos", value)
+        for value in [
+            "snap.shooter",
+            "@Snap.Shooter",
+            " @x ",
+            "@@x",
+            "a@b",
+            "é_ü",
+            "a" * 64,
+            "@" + "a" * 64,
+            "@",
+            "@ ",
+            "a" * 65,
+            "a#b",
+            "a b",
+            "a\\b",
+            "a\tb",
+        ]
+    ],
+    *[
+        ("limit", "/events/acme/e1/photos?limit={}", value)
+        for value in ["1", "100", "30", "0", "101", "-5", "ten", "1.5"]
+    ],
 ]
 
 

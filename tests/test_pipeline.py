@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import boto3
 import pytest
 
-from chalicelib.services import pipeline
+from chalicelib.adapters.storage import Storage
 from chalicelib.config import Settings
 from chalicelib.domain.errors import EmptyImage, ImageTooLarge, InvalidKey, RawObjectMissing
 from chalicelib.domain.model import RawObject
-from chalicelib.adapters.storage import Storage
+from chalicelib.services import pipeline
 from sandbox.stage import stage_environment
 from tests.support.fakes import FakeRekognition
 from tests.support.workflow import jpeg_bytes, upload
@@ -82,7 +82,10 @@ def test_preprocess_reads_the_uploaded_version_even_after_an_overwrite(resources
 def test_preprocess_accepts_the_instagram_handle_metadata(resources, storage, settings):
     key = "acme/e1/raw/IMG_3.jpg"
     upload(resources, key, jpeg_bytes(), {"instagram-handle": "@Runner.Shots", "photographer": "other"})
-    assert pipeline.preprocess(source(resources, key), storage=storage, settings=settings)["photographer"] == "runner.shots"
+    assert (
+        pipeline.preprocess(source(resources, key), storage=storage, settings=settings)["photographer"]
+        == "runner.shots"
+    )
 
 
 def test_preprocess_of_a_missing_object_is_named(resources, storage, settings):
@@ -119,8 +122,13 @@ def test_detect_text_and_index_faces_use_the_processed_copy(resources, storage, 
         faces=lambda b, k: ["a", "b"],
     )
     upload(resources, "acme/e1/raw/IMG_4.jpg", jpeg_bytes())
-    photo = pipeline.preprocess(source(resources, "acme/e1/raw/IMG_4.jpg"), storage=storage, settings=settings)
-    assert pipeline.detect_text({"photo": photo}, rekognition=fake, settings=settings) == {"bibs": ["0042"], "error": None}
+    photo = pipeline.preprocess(
+        source(resources, "acme/e1/raw/IMG_4.jpg"), storage=storage, settings=settings
+    )
+    assert pipeline.detect_text({"photo": photo}, rekognition=fake, settings=settings) == {
+        "bibs": ["0042"],
+        "error": None,
+    }
     faces = pipeline.index_faces({"photo": photo}, rekognition=fake, settings=settings)
     assert seen == [photo["processed_key"]]
     assert faces["face_count"] == 2 and len(faces["face_ids"]) == 2
@@ -131,7 +139,10 @@ def _fanout_event(res, photo, bibs, face_ids=()):
     return {
         **source(res, photo["raw_key"]),
         "photo": photo,
-        "analysis": {"text": {"bibs": list(bibs), "error": None}, "faces": {"face_ids": list(face_ids), "error": None}},
+        "analysis": {
+            "text": {"bibs": list(bibs), "error": None},
+            "faces": {"face_ids": list(face_ids), "error": None},
+        },
     }
 
 
@@ -179,9 +190,12 @@ def test_fanout_clears_the_failure_an_earlier_run_recorded(resources, table, pho
 def test_record_failure_keeps_the_lambda_error_message(resources, table):
     event = {
         **source(resources, "acme/e1/raw/bad.jpg"),
-        "error": {"Error": "CorruptImage", "Cause": '{"errorMessage": "JPEG is truncated", "errorType": "CorruptImage"}'},
+        "error": {
+            "Error": "CorruptImage",
+            "Cause": '{"errorMessage": "JPEG is truncated", "errorType": "CorruptImage"}',
+        },
     }
-    result = pipeline.record_failure(event, table=table, now=lambda: datetime(2025, 5, 4, 10, tzinfo=timezone.utc))
+    result = pipeline.record_failure(event, table=table, now=lambda: datetime(2025, 5, 4, 10, tzinfo=UTC))
     item = table.failure("acme", "e1", result["photo_id"])
     assert item["status"] == "FAILED"
     assert (item["error"], item["cause"]) == ("CorruptImage", "JPEG is truncated")
@@ -191,8 +205,14 @@ def test_record_failure_keeps_the_lambda_error_message(resources, table):
     assert pipeline.record_failure(event, table=table)["photo_id"] == result["photo_id"]
 
 
-def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_clears_it(resources, table, photo):
-    event = {**source(resources, photo["raw_key"]), "photo": photo, "error": {"Error": "UnprocessedItemsError", "Cause": "x"}}
+def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_clears_it(
+    resources, table, photo
+):
+    event = {
+        **source(resources, photo["raw_key"]),
+        "photo": photo,
+        "error": {"Error": "UnprocessedItemsError", "Cause": "x"},
+    }
     assert pipeline.record_failure(event, table=table)["photo_id"] == photo["photo_id"]
     assert _records(table) == [("FAILED", photo["photo_id"])]
     pipeline.fanout(_fanout_event(resources, photo, []), table=table)

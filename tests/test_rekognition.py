@@ -6,10 +6,13 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from chalicelib.domain.bibs import TextBox, TextDetection
-from chalicelib.domain.errors import ProvisionedThroughputExceededException, ThrottlingException
 from chalicelib.adapters.rekognition import Rekognition
-from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.domain.bibs import TextBox, TextDetection
+from chalicelib.domain.errors import (
+    CollectionNotFound,
+    ProvisionedThroughputExceededException,
+    ThrottlingException,
+)
 from tests.support.fakes import FakeRekognition
 
 S3_IMAGE = {"S3Object": {"Bucket": "photos", "Name": "acme/e1/processed/P1.jpg"}}
@@ -40,7 +43,12 @@ def stubbed():
 
 def index(adapter):
     return adapter.index_faces(
-        "acme-e1", "photos", "acme/e1/processed/P1.jpg", external_image_id="P1", max_faces=15, quality_filter="AUTO"
+        "acme-e1",
+        "photos",
+        "acme/e1/processed/P1.jpg",
+        external_image_id="P1",
+        max_faces=15,
+        quality_filter="AUTO",
     )
 
 
@@ -76,12 +84,29 @@ def test_detect_text_keeps_each_detections_box_and_links(stubbed):
         "detect_text",
         {
             "TextDetections": [
-                {"DetectedText": "12 34", "Type": "LINE", "Id": 0, "Confidence": 96.0,
-                 "Geometry": _box(0.25, 0.5, 0.125, 0.0625)},
-                {"DetectedText": "12", "Type": "WORD", "Id": 1, "ParentId": 0, "Confidence": 97.0,
-                 "Geometry": _box(0.25, 0.5, 0.05, 0.0625)},
-                {"DetectedText": "34", "Type": "WORD", "Id": 2, "ParentId": 0, "Confidence": 95.0,
-                 "Geometry": _box(0.325, 0.5, 0.05, 0.0625)},
+                {
+                    "DetectedText": "12 34",
+                    "Type": "LINE",
+                    "Id": 0,
+                    "Confidence": 96.0,
+                    "Geometry": _box(0.25, 0.5, 0.125, 0.0625),
+                },
+                {
+                    "DetectedText": "12",
+                    "Type": "WORD",
+                    "Id": 1,
+                    "ParentId": 0,
+                    "Confidence": 97.0,
+                    "Geometry": _box(0.25, 0.5, 0.05, 0.0625),
+                },
+                {
+                    "DetectedText": "34",
+                    "Type": "WORD",
+                    "Id": 2,
+                    "ParentId": 0,
+                    "Confidence": 95.0,
+                    "Geometry": _box(0.325, 0.5, 0.05, 0.0625),
+                },
             ],
             "TextModelVersion": "3.0",
         },
@@ -96,7 +121,9 @@ def test_detect_text_keeps_each_detections_box_and_links(stubbed):
 
 def test_index_faces_creates_a_missing_collection_and_retries_once(stubbed):
     adapter, stub = stubbed
-    stub.add_client_error("index_faces", service_error_code="ResourceNotFoundException", expected_params=_index_request())
+    stub.add_client_error(
+        "index_faces", service_error_code="ResourceNotFoundException", expected_params=_index_request()
+    )
     stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": "acme-e1"})
     stub.add_response("index_faces", _face_records("f-1", "f-2"), _index_request())
     assert index(adapter) == ["f-1", "f-2"]

@@ -13,13 +13,12 @@ import boto3
 import pytest
 from PIL import Image
 
-from chalicelib.domain.bibs import TextDetection
-from chalicelib.domain.errors import NoFaceInImage
 from chalicelib.adapters.rekognition import Rekognition
-from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.domain.bibs import TextDetection
+from chalicelib.domain.errors import CollectionNotFound, NoFaceInImage
 from sandbox.rekognition_service import LocalRekognition, make_server
-from tests.support.fakes import FakeRekognition
 from tests.support.fakes import EngineFace as Face
+from tests.support.fakes import FakeRekognition
 
 COLOURS = {"alice": (200, 20, 20), "bob": (20, 200, 20), "nobody": (250, 250, 250)}
 
@@ -52,8 +51,10 @@ def people_in(image: bytes) -> list[str]:
 
 class WorldFaces:
     def detect(self, image):
-        return [Face(0.1 * n, 0.1, 0.3 / (n + 1), 0.5, 99.0, 3, (float(sorted(COLOURS).index(p)),))
-                for n, p in enumerate(people_in(image))]
+        return [
+            Face(0.1 * n, 0.1, 0.3 / (n + 1), 0.5, 99.0, 3, (float(sorted(COLOURS).index(p)),))
+            for n, p in enumerate(people_in(image))
+        ]
 
     def similarity(self, a, b):
         return 99.0 if a == b else 10.0
@@ -63,11 +64,18 @@ class WorldOcr:
     def detect_text(self, image):
         box = {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1}
         polygon = [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]
-        return {"TextDetections": [
-            {"DetectedText": p.upper(), "Type": "WORD", "Id": n, "Confidence": 95.0,
-             "Geometry": {"BoundingBox": box, "Polygon": polygon}}
-            for n, p in enumerate(people_in(image))
-        ]}
+        return {
+            "TextDetections": [
+                {
+                    "DetectedText": p.upper(),
+                    "Type": "WORD",
+                    "Id": n,
+                    "Confidence": 95.0,
+                    "Geometry": {"BoundingBox": box, "Polygon": polygon},
+                }
+                for n, p in enumerate(people_in(image))
+            ]
+        }
 
 
 @pytest.fixture(params=["fake", "local_service"])
@@ -75,7 +83,9 @@ def world(request):
     objects: dict[str, bytes] = {}
     if request.param == "fake":
         fake = FakeRekognition(
-            text=lambda bucket, key: [TextDetection(p.upper(), 95.0, "WORD") for p in people_in(objects[key])],
+            text=lambda bucket, key: [
+                TextDetection(p.upper(), 95.0, "WORD") for p in people_in(objects[key])
+            ],
             faces=lambda bucket, key: people_in(objects[key]),
             people=people_in,
         )
@@ -85,8 +95,11 @@ def world(request):
     server = make_server(service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = boto3.client(
-        "rekognition", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
-        aws_access_key_id="x", aws_secret_access_key="x",
+        "rekognition",
+        endpoint_url=f"http://127.0.0.1:{server.server_port}",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
     )
     yield Rekognition(client), objects
     server.shutdown()
@@ -94,8 +107,9 @@ def world(request):
 
 
 def index(rekognition, key, photo_id):
-    return rekognition.index_faces("acme-e1", "photos", key, external_image_id=photo_id, max_faces=15,
-                                   quality_filter="AUTO")
+    return rekognition.index_faces(
+        "acme-e1", "photos", key, external_image_id=photo_id, max_faces=15, quality_filter="AUTO"
+    )
 
 
 def test_index_faces_creates_the_collection_on_first_use(world):
@@ -106,10 +120,14 @@ def test_index_faces_creates_the_collection_on_first_use(world):
 
 def test_search_finds_every_photo_of_the_largest_face(world):
     rekognition, objects = world
-    objects.update({"p1.png": image_of("alice"), "p2.png": image_of("bob", "alice"), "p3.png": image_of("bob")})
+    objects.update(
+        {"p1.png": image_of("alice"), "p2.png": image_of("bob", "alice"), "p3.png": image_of("bob")}
+    )
     for n in (1, 2, 3):
         index(rekognition, f"p{n}.png", f"P{n}")
-    matches = rekognition.search_faces_by_image("acme-e1", image_of("alice", "bob"), threshold=85, max_faces=50)
+    matches = rekognition.search_faces_by_image(
+        "acme-e1", image_of("alice", "bob"), threshold=85, max_faces=50
+    )
     assert sorted(m.external_image_id for m in matches) == ["P1", "P2"]
     assert all(m.similarity >= 85 for m in matches)
 

@@ -10,9 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from chalicelib.domain.errors import InvalidImage, NoFaceInImage
 from chalicelib.adapters.rekognition import Rekognition
-from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.domain.errors import CollectionNotFound, InvalidImage, NoFaceInImage
 from sandbox.rekognition_service import LocalRekognition, make_server
 from tests.support.fakes import EngineFace as Face
 
@@ -43,12 +42,37 @@ class WordsOcr:
     def detect_text(self, image):
         return {
             "TextDetections": [
-                {"DetectedText": "A1234", "Type": "LINE", "Id": 0, "Confidence": 98.0,
-                 "Geometry": {"BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
-                              "Polygon": [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]}},
-                {"DetectedText": "A1234", "Type": "WORD", "Id": 1, "ParentId": 0, "Confidence": 97.0,
-                 "Geometry": {"BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
-                              "Polygon": [{"X": 0.1, "Y": 0.1}, {"X": 0.3, "Y": 0.1}, {"X": 0.3, "Y": 0.2}, {"X": 0.1, "Y": 0.2}]}},
+                {
+                    "DetectedText": "A1234",
+                    "Type": "LINE",
+                    "Id": 0,
+                    "Confidence": 98.0,
+                    "Geometry": {
+                        "BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
+                        "Polygon": [
+                            {"X": 0.1, "Y": 0.1},
+                            {"X": 0.3, "Y": 0.1},
+                            {"X": 0.3, "Y": 0.2},
+                            {"X": 0.1, "Y": 0.2},
+                        ],
+                    },
+                },
+                {
+                    "DetectedText": "A1234",
+                    "Type": "WORD",
+                    "Id": 1,
+                    "ParentId": 0,
+                    "Confidence": 97.0,
+                    "Geometry": {
+                        "BoundingBox": {"Width": 0.2, "Height": 0.1, "Left": 0.1, "Top": 0.1},
+                        "Polygon": [
+                            {"X": 0.1, "Y": 0.1},
+                            {"X": 0.3, "Y": 0.1},
+                            {"X": 0.3, "Y": 0.2},
+                            {"X": 0.1, "Y": 0.2},
+                        ],
+                    },
+                },
             ],
             "TextModelVersion": "3.0",
         }
@@ -61,13 +85,18 @@ def s3_objects():
 
 @pytest.fixture
 def client(s3_objects):
-    service = LocalRekognition(WordsOcr(), ColourFaces(), lambda bucket, key, version: s3_objects[(bucket, key)])
+    service = LocalRekognition(
+        WordsOcr(), ColourFaces(), lambda bucket, key, version: s3_objects[(bucket, key)]
+    )
     server = make_server(service)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield boto3.client(
-        "rekognition", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
-        aws_access_key_id="x", aws_secret_access_key="x",
+        "rekognition",
+        endpoint_url=f"http://127.0.0.1:{server.server_port}",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
     )
     server.shutdown()
 
@@ -78,7 +107,9 @@ def adapter(client):
 
 
 def index(adapter, key, external):
-    return adapter.index_faces("acme-e1", "photos", key, external_image_id=external, max_faces=15, quality_filter="AUTO")
+    return adapter.index_faces(
+        "acme-e1", "photos", key, external_image_id=external, max_faces=15, quality_filter="AUTO"
+    )
 
 
 def test_index_faces_creates_the_collection_and_filters_low_quality(adapter, client, s3_objects):
@@ -133,7 +164,9 @@ def test_errors_use_rekognitions_codes(client):
 def test_delete_faces_and_collection(adapter, client, s3_objects):
     s3_objects[("photos", "a.png")] = png((200, 10, 0))
     (face_id,) = index(adapter, "a.png", "P1")
-    assert client.delete_faces(CollectionId="acme-e1", FaceIds=[face_id, "unknown"])["DeletedFaces"] == [face_id]
+    assert client.delete_faces(CollectionId="acme-e1", FaceIds=[face_id, "unknown"])["DeletedFaces"] == [
+        face_id
+    ]
     client.delete_collection(CollectionId="acme-e1")
     with pytest.raises(ClientError):
         client.list_faces(CollectionId="acme-e1")

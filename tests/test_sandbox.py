@@ -10,9 +10,9 @@ import urllib.request
 import boto3
 import pytest
 
-from sandbox.uploads import photo_files, upload, wait_for
 from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
+from sandbox.uploads import photo_files, upload, wait_for
 from tests.support.workflow import jpeg_bytes
 
 
@@ -32,12 +32,16 @@ def demo(sandbox, samples):
     """The sample photos ingested once into event demo/city-10k."""
     files, _ = photo_files(samples.photos)
     keys = upload(files, samples.photos, bucket=sandbox.resources.bucket, org="demo", event="city-10k")
-    return wait_for(keys, table_name=sandbox.resources.table_name, org="demo", event="city-10k", timeout=300, out=None)
+    return wait_for(
+        keys, table_name=sandbox.resources.table_name, org="demo", event="city-10k", timeout=300, out=None
+    )
 
 
 def api(sandbox, path, body=None):
     request = urllib.request.Request(
-        sandbox.api_url + path, data=body, method="POST" if body is not None else "GET",
+        sandbox.api_url + path,
+        data=body,
+        method="POST" if body is not None else "GET",
         headers={"Content-Type": "image/jpeg"} if body is not None else {},
     )
     try:
@@ -117,13 +121,21 @@ def test_poller_leaves_failed_batches_for_redelivery_and_the_dlq(sandbox):
     dlq_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     source = sqs.create_queue(
         QueueName="poller-test",
-        Attributes={"VisibilityTimeout": "0",
-                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})},
+        Attributes={
+            "VisibilityTimeout": "0",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}),
+        },
     )["QueueUrl"]
     sqs.send_message(QueueUrl=source, MessageBody="{}")
     calls = []
-    poller = QueuePoller(queue_url=source, handler="h", invoke=lambda name, event: (calls.append(event) or ({"errorType": "Boom"}, True)),
-                         batch_size=1, stop=None, queue_arn="arn:aws:sqs:us-east-1:123456789012:poller-test")
+    poller = QueuePoller(
+        queue_url=source,
+        handler="h",
+        invoke=lambda name, event: calls.append(event) or ({"errorType": "Boom"}, True),
+        batch_size=1,
+        stop=None,
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:poller-test",
+    )
     for _ in range(4):
         poller.poll_once()
     assert len(calls) == 2  # received twice, then moved to the dead-letter queue

@@ -19,9 +19,17 @@ def test_header_values_are_ascii_and_reversible():
 def test_metadata_is_stored_header_safe_and_capped(resources):
     storage = Storage(boto3.client("s3"))
     long_key = "acme/e1/raw/" + "서" * 600 + ".jpg"
-    storage.put_object(resources.bucket, "acme/e1/processed/x.jpg", b"x", content_type="image/jpeg",
-                       metadata={"original-key": long_key, "photographer": "kim.포토"}, tags={"folder": "processed"})
-    stored = boto3.client("s3").head_object(Bucket=resources.bucket, Key="acme/e1/processed/x.jpg")["Metadata"]
+    storage.put_object(
+        resources.bucket,
+        "acme/e1/processed/x.jpg",
+        b"x",
+        content_type="image/jpeg",
+        metadata={"original-key": long_key, "photographer": "kim.포토"},
+        tags={"folder": "processed"},
+    )
+    stored = boto3.client("s3").head_object(Bucket=resources.bucket, Key="acme/e1/processed/x.jpg")[
+        "Metadata"
+    ]
     assert unquote(stored["photographer"]) == "kim.포토"
     assert len(stored["original-key"]) == 1024 and stored["original-key"].isascii()
 

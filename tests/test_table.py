@@ -6,7 +6,6 @@ table, so every other module can speak only the repository's domain methods.
 
 from __future__ import annotations
 
-
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
@@ -32,7 +31,10 @@ def test_photo_is_keyed_by_org_and_event_and_listed_by_photographer(table):
     item = stored(table)[("ORG#acme#EVT#run-5k", f"PHOTO#{photo.photo_id}")]
     assert item["status"] == "PROCESSED" and item["type"] == "PHOTO"
     assert item["face_count"] == 2 and item["face_ids"] == ["f1", "f2"]
-    assert (item["GSI1PK"], item["GSI1SK"]) == ("ORG#acme#EVT#run-5k#PG#snap.shooter", f"PHOTO#{photo.photo_id}")
+    assert (item["GSI1PK"], item["GSI1SK"]) == (
+        "ORG#acme#EVT#run-5k#PG#snap.shooter",
+        f"PHOTO#{photo.photo_id}",
+    )
     assert "GSI2PK" not in item
 
 
@@ -46,17 +48,36 @@ def test_bib_listing_items_carry_the_display_fields_and_are_scoped_by_org(table)
     for bib in ("1234", "0567"):
         entry = items[(f"ORG#acme#EVT#run-5k#BIB#{bib}", f"PHOTO#{photo.photo_id}")]
         assert entry["type"] == "BIB_INDEX" and entry["bib"] == bib
-        for name in ("photo_id", "bucket", "org_id", "event_id", "processed_key", "width", "height",
-                     "thumbhash", "bibs", "photographer", "captured_at", "original_filename"):
+        for name in (
+            "photo_id",
+            "bucket",
+            "org_id",
+            "event_id",
+            "processed_key",
+            "width",
+            "height",
+            "thumbhash",
+            "bibs",
+            "photographer",
+            "captured_at",
+            "original_filename",
+        ):
             assert entry[name] == record[name], name
-    assert [p["photo_id"] for p in table.bib_page("acme", "run-5k", "1234", limit=10).items] == [photo.photo_id]
+    assert [p["photo_id"] for p in table.bib_page("acme", "run-5k", "1234", limit=10).items] == [
+        photo.photo_id
+    ]
 
 
 def test_photographer_listing_is_exact_so_event_prefixes_cannot_collide(table):
-    short, longer = make_photo("acme", "run-5k", 1, photographer="p"), make_photo("acme", "run-5k-2025", 2, photographer="p")
+    short, longer = (
+        make_photo("acme", "run-5k", 1, photographer="p"),
+        make_photo("acme", "run-5k-2025", 2, photographer="p"),
+    )
     table.save_photo(short, Analysis())
     table.save_photo(longer, Analysis())
-    assert [p["photo_id"] for p in table.photographer_page("acme", "run-5k", "p", limit=10).items] == [short.photo_id]
+    assert [p["photo_id"] for p in table.photographer_page("acme", "run-5k", "p", limit=10).items] == [
+        short.photo_id
+    ]
 
 
 def test_photo_without_photographer_is_not_in_the_photographer_listing(table):
@@ -74,13 +95,21 @@ def test_fallback_reasons_are_recorded_on_the_photo(table):
 
 
 def test_failure_is_recorded_beside_the_photos_and_listed_in_the_failure_index(table):
-    failure = Failure(error="CorruptImage", cause="truncated", failed_at="2025-05-04T09:00:00Z", extra={"raw_size": 9})
+    failure = Failure(
+        error="CorruptImage", cause="truncated", failed_at="2025-05-04T09:00:00Z", extra={"raw_size": 9}
+    )
     table.record_failure("acme", "run-5k", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/run-5k/raw/x/IMG.jpg", failure)
     item = stored(table)[("ORG#acme#EVT#run-5k", "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS")]
     assert item["status"] == "FAILED" and item["raw_size"] == 9
-    assert (item["GSI2PK"], item["GSI2SK"]) == ("ORG#acme#EVT#run-5k#FAILED", "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS")
+    assert (item["GSI2PK"], item["GSI2SK"]) == (
+        "ORG#acme#EVT#run-5k#FAILED",
+        "FAILED#01JTB2Y4X0ABCDEFGHJKMNPQRS",
+    )
     record = table.failure("acme", "run-5k", "01JTB2Y4X0ABCDEFGHJKMNPQRS")
-    assert record["original_filename"] == "IMG.jpg" and (record["error"], record["cause"]) == ("CorruptImage", "truncated")
+    assert record["original_filename"] == "IMG.jpg" and (record["error"], record["cause"]) == (
+        "CorruptImage",
+        "truncated",
+    )
     assert table.gallery_page("acme", "run-5k", limit=10).items == []  # the gallery lists photos only
 
 
@@ -127,7 +156,9 @@ def test_photos_are_fetched_in_batches_and_unknown_ids_are_left_out(table):
     for photo in photos:
         table.save_photo(photo, Analysis())
     wanted = [p.photo_id for p in photos] + [make_photo("acme", "e1", 999).photo_id]
-    assert sorted(r["photo_id"] for r in table.photos("acme", "e1", wanted)) == sorted(p.photo_id for p in photos)
+    assert sorted(r["photo_id"] for r in table.photos("acme", "e1", wanted)) == sorted(
+        p.photo_id for p in photos
+    )
 
 
 def test_event_records_are_every_photo_and_failure_of_that_event_only(table):
@@ -167,7 +198,9 @@ def test_unprocessed_items_that_never_drain_fail_the_step():
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         for _ in range(4):
             stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
-        with pytest.raises(UnprocessedItemsError, match="1 write requests still unprocessed after 4 attempts"):
+        with pytest.raises(
+            UnprocessedItemsError, match="1 write requests still unprocessed after 4 attempts"
+        ):
             _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis())
     assert len(sleeps) == 3 and max(sleeps) <= 0.3
 
@@ -178,4 +211,6 @@ def test_throughput_errors_are_named():
     with Stubber(client) as stub:
         stub.add_client_error("put_item", service_error_code="ProvisionedThroughputExceededException")
         with pytest.raises(ProvisionedThroughputExceededException):
-            PhotoTable(client, "t").record_failure("acme", "e1", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/e1/raw/x.jpg", failure)
+            PhotoTable(client, "t").record_failure(
+                "acme", "e1", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/e1/raw/x.jpg", failure
+            )

@@ -11,8 +11,8 @@ from chalice.test import Client
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.domain.errors import ThrottlingException
 from chalicelib.adapters.workflow import Workflow
+from chalicelib.domain.errors import ThrottlingException
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
 from tests.support.workflow import jpeg_bytes, s3_notification, sqs_event, upload
@@ -74,7 +74,12 @@ def test_raw_key_with_an_unusable_org_id_is_rejected_loudly(resources, client, c
 
 
 def test_body_that_is_not_an_s3_notification_is_dropped_without_error(resources, client):
-    for body in ["not json", json.dumps({"hello": "world"}), json.dumps([1, 2]), json.dumps({"Records": [{"eventSource": "aws:sns"}]})]:
+    for body in [
+        "not json",
+        json.dumps({"hello": "world"}),
+        json.dumps([1, 2]),
+        json.dumps({"Records": [{"eventSource": "aws:sns"}]}),
+    ]:
         client.lambda_.invoke("on_upload", sqs_event(resources, body))
     assert executions(resources) == []
 
@@ -118,7 +123,9 @@ def test_missing_raw_object_still_starts_an_execution(resources, client):
 def test_throttled_start_raises_so_sqs_redelivers(resources, client, monkeypatch):
     sfn = boto3.client("stepfunctions")
     stubber = Stubber(sfn)
-    stubber.add_client_error("start_execution", service_error_code="ThrottlingException", http_status_code=400)
+    stubber.add_client_error(
+        "start_execution", service_error_code="ThrottlingException", http_status_code=400
+    )
     stubber.activate()
     workflow = Workflow(sfn, boto3.client("sts"), "snaprace-dev-ingest")
     monkeypatch.setattr(clients, "workflow", lambda: workflow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from chalice.test import Client
 
+import app as snaprace
 from chalicelib import clients
 from chalicelib.domain.bibs import TextDetection
 from chalicelib.domain.errors import ThrottlingException
@@ -19,8 +20,6 @@ from tests.support.workflow import (
     upload,
     wait_for_executions,
 )
-
-import app as snaprace
 
 
 def _two_bibs(bucket, key):
@@ -55,12 +54,18 @@ def client():
 def test_photo_with_two_bibs_and_a_face_becomes_one_photo_listed_under_both_bibs(
     resources, rekognition, lambdas, client, table
 ):
-    upload(resources, "acme/city-10k/raw/finish line/IMG 0001.jpg", jpeg_bytes(),
-           {"instagram-handle": "@Snap.Shooter"})
+    upload(
+        resources,
+        "acme/city-10k/raw/finish line/IMG 0001.jpg",
+        jpeg_bytes(),
+        {"instagram-handle": "@Snap.Shooter"},
+    )
     assert drain_queue(resources, client) == 2  # S3's s3:TestEvent, then the upload
 
     (execution,) = wait_for_executions(resources, 1)
-    assert execution["status"] == "SUCCEEDED", [(f["error"], f["cause"]) for f in items_by_type(resources).get("FAILED", [])]
+    assert execution["status"] == "SUCCEEDED", [
+        (f["error"], f["cause"]) for f in items_by_type(resources).get("FAILED", [])
+    ]
 
     items = items_by_type(resources)
     (photo,) = items["PHOTO"]
@@ -69,7 +74,9 @@ def test_photo_with_two_bibs_and_a_face_becomes_one_photo_listed_under_both_bibs
     assert len(photo["face_ids"]) == 1 and photo["face_count"] == 1
     assert photo["photographer"] == "snap.shooter"
     assert photo["original_filename"] == "IMG 0001.jpg"
-    assert [p["photo_id"] for p in table.gallery_page("acme", "city-10k", limit=5).items] == [photo["photo_id"]]
+    assert [p["photo_id"] for p in table.gallery_page("acme", "city-10k", limit=5).items] == [
+        photo["photo_id"]
+    ]
     listed = table.photographer_page("acme", "city-10k", "snap.shooter", limit=5).items
     assert [p["photo_id"] for p in listed] == [photo["photo_id"]]
     assert sorted(item["bib"] for item in items["BIB_INDEX"]) == ["0567", "1234"]

@@ -7,25 +7,27 @@ what a Rekognition response looks like.
 from __future__ import annotations
 
 import logging
+from typing import Any
+
 from botocore.exceptions import ClientError
 
 from chalicelib.domain.bibs import TextBox, TextDetection
-from chalicelib.domain.model import FaceBox, FaceMatch
 from chalicelib.domain.errors import (
     CollectionNotFound,
     ImageTooLarge,
     InvalidImage,
-    UnsupportedImageFormat,
     NoFaceInImage,
     ProvisionedThroughputExceededException,
     ThrottlingException,
+    UnsupportedImageFormat,
 )
+from chalicelib.domain.model import FaceBox, FaceMatch
 
 log = logging.getLogger(__name__)
 
 
 class Rekognition:
-    def __init__(self, client) -> None:
+    def __init__(self, client: Any) -> None:
         self._rek = client
 
     def detect_text(self, bucket: str, key: str) -> list[TextDetection]:
@@ -42,7 +44,9 @@ class Rekognition:
                     text=item.get("DetectedText", ""),
                     confidence=float(item.get("Confidence", 0.0)),
                     kind=item.get("Type", "WORD"),
-                    box=None if box is None else TextBox(
+                    box=None
+                    if box is None
+                    else TextBox(
                         left=float(box.get("Left", 0.0)),
                         top=float(box.get("Top", 0.0)),
                         width=float(box.get("Width", 0.0)),

@@ -11,6 +11,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
@@ -33,12 +34,16 @@ class StoredObject:
 
 
 class Storage:
-    def __init__(self, client, *, clock: Callable[[], float] = time.time, url_cache_size: int = 20_000) -> None:
+    def __init__(
+        self, client: Any, *, clock: Callable[[], float] = time.time, url_cache_size: int = 20_000
+    ) -> None:
         self._s3 = client
         self._clock = clock
         self._sign = functools.lru_cache(maxsize=url_cache_size)(self._sign_uncached)
 
-    def get_object(self, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None) -> StoredObject:
+    def get_object(
+        self, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None
+    ) -> StoredObject:
         """Return an object's (or one version's) bytes and user metadata.
 
         Raises RawObjectMissing, ImageTooLarge (over `max_bytes`) or ThrottlingException.
@@ -98,7 +103,7 @@ class Storage:
             if any(tag["Key"] == name and tag["Value"] == value for tag in tags):
                 return False
             kept = [tag for tag in tags if tag["Key"] != name]
-            self._s3.put_object_tagging(**target, Tagging={"TagSet": kept + [{"Key": name, "Value": value}]})
+            self._s3.put_object_tagging(**target, Tagging={"TagSet": [*kept, {"Key": name, "Value": value}]})
         except ClientError as exc:
             raise _translate(exc, f"s3://{bucket}/{key}") from exc
         return True
@@ -114,8 +119,10 @@ class Storage:
         return self._sign(bucket, key, expires_in, window)
 
     def _sign_uncached(self, bucket: str, key: str, expires_in: int, window: int) -> str:
-        return self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        return str(
+            self._s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+            )
         )
 
 

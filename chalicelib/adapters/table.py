@@ -126,12 +126,15 @@ class PhotoTable:
         existing = self._get({"PK": event, "SK": _photo_sk(photo.photo_id)})
         stale = set((existing or {}).get("bibs") or ()) - set(item["bibs"])
         deletes = [
-            {"PK": _bib_pk(photo.org_id, photo.event_id, bib), "SK": _photo_sk(photo.photo_id)} for bib in sorted(stale)
+            {"PK": _bib_pk(photo.org_id, photo.event_id, bib), "SK": _photo_sk(photo.photo_id)}
+            for bib in sorted(stale)
         ]
         deletes += [{"PK": event, "SK": _failed_sk(photo_id)} for photo_id in sorted(set(clear_failures))]
         return self._write_batch([item, *_bib_items(item)], deletes)
 
-    def record_failure(self, org_id: str, event_id: str, photo_id: str, raw_key: str, failure: Failure) -> None:
+    def record_failure(
+        self, org_id: str, event_id: str, photo_id: str, raw_key: str, failure: Failure
+    ) -> None:
         """Write (or overwrite) the failure record of a photo that could not be processed."""
         sk = _failed_sk(photo_id)
         item = {
@@ -166,7 +169,9 @@ class PhotoTable:
     def photos(self, org_id: str, event_id: str, photo_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Return the records of those photos that exist, in any order (BatchGetItem)."""
         event = _event_pk(org_id, event_id)
-        return self._get_many([{"PK": event, "SK": _photo_sk(photo_id)} for photo_id in dict.fromkeys(photo_ids)])
+        return self._get_many(
+            [{"PK": event, "SK": _photo_sk(photo_id)} for photo_id in dict.fromkeys(photo_ids)]
+        )
 
     # --- listings (each page is one Query) -------------------------------------------------------
 
@@ -209,7 +214,9 @@ class PhotoTable:
     def _get_many(self, keys: list[Key]) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         for start in range(0, len(keys), BATCH_GET_SIZE):
-            pending: dict[str, Any] = {self.name: {"Keys": [_encode(k) for k in keys[start : start + BATCH_GET_SIZE]]}}
+            pending: dict[str, Any] = {
+                self.name: {"Keys": [_encode(k) for k in keys[start : start + BATCH_GET_SIZE]]}
+            }
             for attempt in range(self._max_attempts):
                 try:
                     response = self._ddb.batch_get_item(RequestItems=pending)
@@ -251,11 +258,15 @@ class PhotoTable:
                 pending = response.get("UnprocessedItems") or {}
                 if not pending:
                     return
-                log.info("batch write unprocessed=%d attempt=%d", len(pending.get(self.name, [])), attempt + 1)
+                log.info(
+                    "batch write unprocessed=%d attempt=%d", len(pending.get(self.name, [])), attempt + 1
+                )
             if attempt + 1 < self._max_attempts:
                 self._backoff(attempt)
         left = len(pending.get(self.name, chunk))
-        raise UnprocessedItemsError(f"{left} write requests still unprocessed after {self._max_attempts} attempts")
+        raise UnprocessedItemsError(
+            f"{left} write requests still unprocessed after {self._max_attempts} attempts"
+        )
 
     def _backoff(self, attempt: int) -> None:
         # Full jitter: a uniform delay up to the capped exponential bound spreads retries.

@@ -24,7 +24,7 @@ def state_machine_arn(partition: str, region: str, account: str, name: str) -> s
 
 
 class Workflow:
-    def __init__(self, sfn_client, sts_client, state_machine_name: str) -> None:
+    def __init__(self, sfn_client: Any, sts_client: Any, state_machine_name: str) -> None:
         self._sfn = sfn_client
         self._sts = sts_client
         self._name = state_machine_name

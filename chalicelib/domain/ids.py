@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
 
 # A capture time later than the upload by more than this is a wrong camera clock (EXIF local time
 # read as UTC can be up to 14 hours ahead; anything beyond a day is not a timezone slip).
 _MAX_CLOCK_AHEAD = timedelta(days=1)
-_ULID_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ULID_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ULID_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -65,5 +65,5 @@ def is_photo_id(value: str) -> bool:
 
 def _as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

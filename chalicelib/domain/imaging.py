@@ -17,7 +17,8 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
 import pillow_heif
 from PIL import (
@@ -36,7 +37,7 @@ from chalicelib.domain.errors import CorruptImage, EmptyImage, ImageTooLarge, Un
 try:
     from PIL import ImageCms
 except ImportError:  # Pillow built without LittleCMS: colours pass through unconverted
-    ImageCms = None
+    ImageCms = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ def process_image(data: bytes, *, max_width: int, jpeg_quality: int, max_pixels:
     )
 
 
-def analysis_jpeg(data: bytes, *, max_side: int, max_pixels: int, jpeg_quality: int = 90) -> tuple[bytes, int, int]:
+def analysis_jpeg(
+    data: bytes, *, max_side: int, max_pixels: int, jpeg_quality: int = 90
+) -> tuple[bytes, int, int]:
     """Return (JPEG, width, height) of `data` upright with both sides at most `max_side`.
 
     For sending a user's image (a selfie) to a face service: any supported format, any
@@ -190,7 +193,7 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     prefix = data[:16]
     for fmt in _DECODED_FORMATS:
         factory, accept = Image.OPEN[fmt]
-        verdict = accept(prefix)
+        verdict = accept(prefix) if accept is not None else True
         if isinstance(verdict, str):  # Pillow's way of saying "recognised, but support missing"
             raise UnsupportedImageFormat(verdict)
         if not verdict:
@@ -215,8 +218,7 @@ def _check_pixels(size: tuple[int, int], fmt: str, max_pixels: int) -> None:
     width, height = size
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"{fmt} image is {width}x{height} = {width * height:,} pixels,"
-            f" over the limit of {max_pixels:,}"
+            f"{fmt} image is {width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
         )
 
 
@@ -256,7 +258,7 @@ def _gif_canvas(data: bytes) -> tuple[int, int] | None:
 def _load(image: ImageFile.ImageFile, fmt: str) -> None:
     """Decode the pixels; raise CorruptImage for truncated or damaged data."""
     try:
-        image.load()
+        image.load()  # type: ignore[no-untyped-call]
     except _PILLOW_BOMB as exc:
         raise ImageTooLarge(f"{fmt} image is too large: {exc}") from exc
     except _DECODE_ERRORS as exc:
@@ -279,10 +281,9 @@ def _describe(data: bytes) -> str:
         return "an SVG document"
     if sample.lstrip().startswith(b"<"):
         return "an XML or HTML document"
-    if sample and b"\x00" not in sample:
-        # One replacement character may be a multi-byte character cut at the sample's end.
-        if sample.decode("utf-8", "replace").count("\ufffd") <= 1:
-            return "text"
+    # One replacement character may be a multi-byte character cut at the sample's end.
+    if sample and b"\x00" not in sample and sample.decode("utf-8", "replace").count("\ufffd") <= 1:
+        return "text"
     return f"unrecognised bytes starting {head[:8].hex(' ')}"
 
 
@@ -322,7 +323,7 @@ def _to_working_mode(image: Image.Image, fmt: str) -> Image.Image:
 def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
     """Return 8-bit greyscale from 16-bit (or 32-bit integer) greyscale, scaling not clipping."""
     wide = image.convert("I")
-    _, high = wide.getextrema()
+    _, high = cast(tuple[int, int], wide.getextrema())  # one band: (min, max)
     if high > 255:
         # Pillow's I -> L conversion clips at 255: scale the 16-bit range down first.
         wide = wide.point(lambda value: value / 256)
@@ -345,7 +346,9 @@ def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
             if "srgb" not in ImageCms.getProfileDescription(source).lower():
-                return ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+                converted = ImageCms.profileToProfile(image, source, _SRGB, outputMode="RGB")
+                if converted is not None:  # None only when converting in place, which this is not
+                    return converted
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
             # A damaged or mismatched profile: the pixels are still usable as if they were sRGB.
             logger.warning("icc profile ignored mode=%s error=%s", image.mode, exc)
@@ -379,7 +382,7 @@ def _exif_facts(image: Image.Image) -> tuple[int, datetime | None]:
 def _captured_at(exif: Image.Exif) -> datetime | None:
     """Return DateTimeOriginal as aware UTC, using OffsetTimeOriginal when valid, else None."""
     try:
-        ifd = exif.get_ifd(_EXIF_IFD)
+        ifd = exif.get_ifd(_EXIF_IFD)  # type: ignore[no-untyped-call]
         original = _exif_text(ifd.get(_DATETIME_ORIGINAL))
         offset = _exif_text(ifd.get(_OFFSET_TIME_ORIGINAL))
     except Exception:  # noqa: BLE001 - same reason as in _exif_facts
@@ -390,7 +393,7 @@ def _captured_at(exif: Image.Exif) -> datetime | None:
         local = datetime.strptime(original, "%Y:%m:%d %H:%M:%S")
     except ValueError:  # includes the "0000:00:00 00:00:00" cameras write when unset
         return None
-    return local.replace(tzinfo=_timezone(offset)).astimezone(timezone.utc)
+    return local.replace(tzinfo=_timezone(offset)).astimezone(UTC)
 
 
 def _exif_text(value: object) -> str | None:
@@ -407,9 +410,9 @@ def _timezone(offset: str | None) -> timezone:
     # A blank or garbled offset says no more than a missing one, and a missing one means UTC.
     match = _OFFSET.fullmatch(offset or "")
     if match is None:
-        return timezone.utc
+        return UTC
     sign, hours, minutes = match[1], int(match[2]), int(match[3])
     if hours > 23 or minutes > 59:
-        return timezone.utc
+        return UTC
     delta = timedelta(hours=hours, minutes=minutes)
     return timezone(-delta if sign == "-" else delta)

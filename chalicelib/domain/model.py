@@ -8,7 +8,7 @@ table is the repository's business (chalicelib.adapters.table); nothing here kno
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 STATUS_PROCESSED = "PROCESSED"
@@ -34,8 +34,8 @@ DISPLAY_FIELDS = (
 def iso_utc(moment: datetime) -> str:
     """Return `moment` as ISO 8601 UTC with a Z suffix (naive datetimes are taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     spec = "milliseconds" if moment.microsecond else "seconds"
     return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
@@ -43,7 +43,7 @@ def iso_utc(moment: datetime) -> str:
 def parse_iso(value: str) -> datetime:
     """Return the aware datetime an ISO 8601 string denotes (naive is taken as UTC)."""
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.workflow import Workflow
 from chalicelib.domain import ids, keys
 from chalicelib.domain.errors import InvalidKey, NotAnS3Notification
 from chalicelib.domain.model import RawObject, iso_utc, parse_iso
-from chalicelib.adapters.storage import Storage
-from chalicelib.adapters.workflow import Workflow
 
 log = logging.getLogger(__name__)
 

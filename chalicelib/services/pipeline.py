@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.domain import ids, imaging, keys
-from chalicelib.domain.bibs import bibs_from_detections
-from chalicelib.config import Settings
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
+from chalicelib.config import Settings
+from chalicelib.domain import ids, imaging, keys
+from chalicelib.domain.bibs import bibs_from_detections
 from chalicelib.domain.model import Analysis, Failure, Photo, RawObject, iso_utc, parse_iso
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
     )
     log.info(
         "preprocessed photo=%s key=%s size=%dx%d bytes=%d",
-        photo_id, source.key, image.width, image.height, len(image.jpeg),
+        photo_id,
+        source.key,
+        image.width,
+        image.height,
+        len(image.jpeg),
     )
     return photo.to_dict()
 
@@ -134,7 +138,7 @@ def record_failure(
     event: dict[str, Any],
     *,
     table: PhotoTable,
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> dict[str, Any]:
     """Record a FAILED item for an upload whose processing failed; return its id and reason."""
     source = RawObject.from_dict(event)

@@ -13,11 +13,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import Page, PhotoTable
+from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import normalise_bib
-from chalicelib.config import Settings
 from chalicelib.domain.cursors import decode_cursor, encode_cursor
 from chalicelib.domain.errors import (
+    CollectionNotFound,
     EmptyBody,
     InvalidBib,
     InvalidHandle,
@@ -28,10 +32,6 @@ from chalicelib.domain.errors import (
     SelfieTooLarge,
 )
 from chalicelib.domain.model import failed_view, photo_view
-from chalicelib.adapters.rekognition import Rekognition
-from chalicelib.domain.errors import CollectionNotFound
-from chalicelib.adapters.storage import Storage
-from chalicelib.adapters.table import Page, PhotoTable
 
 log = logging.getLogger(__name__)
 
@@ -48,51 +48,86 @@ def url_builder(settings: Settings, storage: Storage) -> UrlFor:
 
 
 def gallery(
-    org_id: str, event_id: str, *, limit: str | None, cursor: str | None, table: PhotoTable, url_for: UrlFor, settings: Settings
+    org_id: str,
+    event_id: str,
+    *,
+    limit: str | None,
+    cursor: str | None,
+    table: PhotoTable,
+    url_for: UrlFor,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of an event's processed photos, newest capture first."""
-    _check_event(org_id, event_id)
+    check_event(org_id, event_id)
     return _page(
-        url_for, settings, ("gallery", org_id, event_id), limit=limit, cursor=cursor,
+        url_for,
+        settings,
+        ("gallery", org_id, event_id),
+        limit=limit,
+        cursor=cursor,
         fetch=lambda size, after: table.gallery_page(org_id, event_id, limit=size, after=after),
     )
 
 
 def bib_photos(
-    org_id: str, event_id: str, bib: str, *, limit: str | None, cursor: str | None, table: PhotoTable,
-    url_for: UrlFor, settings: Settings,
+    org_id: str,
+    event_id: str,
+    bib: str,
+    *,
+    limit: str | None,
+    cursor: str | None,
+    table: PhotoTable,
+    url_for: UrlFor,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
-    _check_event(org_id, event_id)
+    check_event(org_id, event_id)
     normalised = normalise_bib(bib, settings.bib_rules)
     if normalised is None:
         raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
     page = _page(
-        url_for, settings, ("bib", org_id, event_id, normalised), limit=limit, cursor=cursor,
+        url_for,
+        settings,
+        ("bib", org_id, event_id, normalised),
+        limit=limit,
+        cursor=cursor,
         fetch=lambda size, after: table.bib_page(org_id, event_id, normalised, limit=size, after=after),
     )
     return {"bib": normalised, **page}
 
 
 def photographer_photos(
-    org_id: str, event_id: str, handle: str, *, limit: str | None, cursor: str | None, table: PhotoTable,
-    url_for: UrlFor, settings: Settings,
+    org_id: str,
+    event_id: str,
+    handle: str,
+    *,
+    limit: str | None,
+    cursor: str | None,
+    table: PhotoTable,
+    url_for: UrlFor,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of one photographer's photos in an event (`@Handle` is `handle`)."""
-    _check_event(org_id, event_id)
+    check_event(org_id, event_id)
     normalised = keys.normalise_handle(handle)
     if normalised is None or not keys.is_valid_handle(normalised):
         raise InvalidHandle(f"{handle!r} is not a photographer handle (1-64 characters, no '#' or '/')")
     page = _page(
-        url_for, settings, ("photographer", org_id, event_id, normalised), limit=limit, cursor=cursor,
-        fetch=lambda size, after: table.photographer_page(org_id, event_id, normalised, limit=size, after=after),
+        url_for,
+        settings,
+        ("photographer", org_id, event_id, normalised),
+        limit=limit,
+        cursor=cursor,
+        fetch=lambda size, after: table.photographer_page(
+            org_id, event_id, normalised, limit=size, after=after
+        ),
     )
     return {"photographer": normalised, **page}
 
 
 def photo(org_id: str, event_id: str, photo_id: str, *, table: PhotoTable, url_for: UrlFor) -> dict[str, Any]:
     """Return one photo, or its failure record; raise PhotoNotFound if neither exists."""
-    _check_event(org_id, event_id)
+    check_event(org_id, event_id)
     if not ids.is_photo_id(photo_id):
         raise InvalidId(f"{photo_id!r} is not a photo id (26 characters of Crockford base32)")
     item = table.photo(org_id, event_id, photo_id)
@@ -105,11 +140,17 @@ def photo(org_id: str, event_id: str, photo_id: str, *, table: PhotoTable, url_f
 
 
 def selfie_search(
-    org_id: str, event_id: str, body: bytes | None, *, rekognition: Rekognition, table: PhotoTable,
-    url_for: UrlFor, settings: Settings,
+    org_id: str,
+    event_id: str,
+    body: bytes | None,
+    *,
+    rekognition: Rekognition,
+    table: PhotoTable,
+    url_for: UrlFor,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Return the event's photos showing the selfie's (largest) face, best similarity first."""
-    _check_event(org_id, event_id)
+    check_event(org_id, event_id)
     if not body:
         raise EmptyBody("send the selfie as the request body (image/jpeg or image/png)")
     if len(body) > settings.selfie_max_bytes:
@@ -127,8 +168,10 @@ def selfie_search(
         result["note"] = f"the selfie shows {len(faces)} faces; searched with the largest"
     try:
         matches = rekognition.search_faces_by_image(
-            keys.collection_id(org_id, event_id), image,
-            threshold=settings.search_threshold, max_faces=settings.search_max_faces,
+            keys.collection_id(org_id, event_id),
+            image,
+            threshold=settings.search_threshold,
+            max_faces=settings.search_max_faces,
         )
     except CollectionNotFound:
         log.info("selfie search org=%s event=%s: no collection yet", org_id, event_id)
@@ -146,14 +189,26 @@ def selfie_search(
         if pid in by_id
     ]
     if len(result["matches"]) < len(ranked):
-        log.warning("selfie search org=%s event=%s: %d matched faces have no photo item",
-                    org_id, event_id, len(ranked) - len(result["matches"]))
-    log.info("selfie search org=%s event=%s faces=%d matches=%d size=%dx%d",
-             org_id, event_id, len(faces), len(result["matches"]), width, height)
+        log.warning(
+            "selfie search org=%s event=%s: %d matched faces have no photo item",
+            org_id,
+            event_id,
+            len(ranked) - len(result["matches"]),
+        )
+    log.info(
+        "selfie search org=%s event=%s faces=%d matches=%d size=%dx%d",
+        org_id,
+        event_id,
+        len(faces),
+        len(result["matches"]),
+        width,
+        height,
+    )
     return result
 
 
-def _check_event(org_id: str, event_id: str) -> None:
+def check_event(org_id: str, event_id: str) -> None:
+    """Raise InvalidId unless both ids are well formed."""
     for label, value in (("organisation", org_id), ("event", event_id)):
         if not keys.is_valid_id(value):
             raise InvalidId(
@@ -173,14 +228,20 @@ def _limit(raw: str | None, settings: Settings) -> int:
 
 
 def _page(
-    url_for: UrlFor, settings: Settings, listing: tuple[str, ...], *, limit: str | None, cursor: str | None,
+    url_for: UrlFor,
+    settings: Settings,
+    listing: tuple[str, ...],
+    *,
+    limit: str | None,
+    cursor: str | None,
     fetch: Callable[[int, dict[str, Any] | None], Page],
 ) -> dict[str, Any]:
     size = _limit(limit, settings)
     secret = settings.cursor_secret.encode()
     # The cursor is bound to this exact listing (its kind and every part that names it).
     scope = json.dumps(listing)
-    page = fetch(size, decode_cursor(cursor, scope, secret) if cursor else None)
+    # An empty cursor is a malformed one, not a missing one (decode_cursor refuses it).
+    page = fetch(size, decode_cursor(cursor, scope, secret) if cursor is not None else None)
     return {
         "photos": [photo_view(item, url_for(item)) for item in page.items],
         "next_cursor": encode_cursor(scope, page.last_key, secret) if page.last_key else None,

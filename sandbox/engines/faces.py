@@ -172,10 +172,12 @@ class FaceEngine:
         faces = []
         with self._run_lock:
             rects, scores, _ = detector.run(scanned, 0, DETECTION_THRESHOLD)
-            for rect, score in zip(rects, scores):
+            for rect, score in zip(rects, scores, strict=True):
                 box = dlib.rectangle(
-                    round(rect.left() / scale), round(rect.top() / scale),
-                    round(rect.right() / scale), round(rect.bottom() / scale),
+                    round(rect.left() / scale),
+                    round(rect.top() / scale),
+                    round(rect.right() / scale),
+                    round(rect.bottom() / scale),
                 )
                 shape = predictor(pixels, box)
                 measures = _measure(dlib.get_face_chip(pixels, shape, size=CHIP_SIZE, padding=0.0))
@@ -295,8 +297,14 @@ def _measure(tight_chip: np.ndarray) -> tuple[float, float]:
 
 
 def _face(
-    box: dlib.rectangle, score: float, quality: int, measures: tuple[float, float],
-    shape: dlib.full_object_detection, embedding: dlib.vector, width: int, height: int,
+    box: dlib.rectangle,
+    score: float,
+    quality: int,
+    measures: tuple[float, float],
+    shape: dlib.full_object_detection,
+    embedding: dlib.vector,
+    width: int,
+    height: int,
 ) -> Face:
     variance, brightness = measures
     sharpness = 100.0 * (1.0 - math.exp(-variance / 50.0))
@@ -322,9 +330,7 @@ def _unit(value: float) -> float:
 
 
 def _laplacian_variance(grey: np.ndarray) -> float:
-    laplacian = (
-        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
-    )
+    laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
     return float(laplacian.var())
 
 

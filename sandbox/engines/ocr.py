@@ -163,7 +163,7 @@ def recognise(pixels: np.ndarray) -> list[tuple[str, list[float], list[int], np.
         crops, _, _ = engine.text_cls(crops)
         results, _ = engine.text_rec(crops, True)
     recognised = []
-    for box, (text, score, extra) in zip(boxes, results):
+    for box, (text, score, extra) in zip(boxes, results, strict=True):
         if score >= MIN_LINE_SCORE and text:
             # extra: [columns, words, columns per word, word kinds, character scores]
             columns = [column for word in extra[2] for column in word]
@@ -187,7 +187,7 @@ def _response(lines: list[RawLine], width: int, height: int) -> dict[str, Any]:
                 "Geometry": _geometry(line.polygon, width, height),
             }
         )
-        for word, score in zip(line.words, word_scores):
+        for word, score in zip(line.words, word_scores, strict=True):
             words.append(
                 {
                     "DetectedText": word.text,
@@ -229,7 +229,7 @@ def _line(text: str, char_scores: list[float], char_columns: list[int], box: np.
     chars = [
         # NFKC turns full-width digits and letters (the Chinese model's alphabet has both) into ASCII.
         (normal, score, column)
-        for char, score, column in zip(text, char_scores, char_columns)
+        for char, score, column in zip(text, char_scores, char_columns, strict=True)
         for normal in unicodedata.normalize("NFKC", char)
     ]
     spans = _word_spans(chars)
@@ -276,10 +276,10 @@ def _word_spans(chars: list[tuple[str, float, int]]) -> list[tuple[int, int]]:
     for start, end in spans:
         for i in range(start + 1, end):
             before, after = chars[i - 1][0], chars[i][0]
-            if before.isdigit() != after.isdigit() and (before + after).isalnum():
-                if chars[i][2] - chars[i - 1][2] > wide:
-                    split.append((start, i))
-                    start = i
+            letter_digit_boundary = before.isdigit() != after.isdigit() and (before + after).isalnum()
+            if letter_digit_boundary and chars[i][2] - chars[i - 1][2] > wide:
+                split.append((start, i))
+                start = i
         split.append((start, end))
     return split
 

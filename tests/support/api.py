@@ -19,7 +19,12 @@ from tests.support.aws import STAGE
 from tests.support.fakes import FakeRekognition
 
 # Selfies in the API tests are solid-colour images: the fake "sees" a person per colour.
-PEOPLE = {(200, 30, 30): ["alice"], (30, 200, 30): ["bob"], (30, 30, 200): ["alice", "bob"], (240, 240, 240): []}
+PEOPLE = {
+    (200, 30, 30): ["alice"],
+    (30, 200, 30): ["bob"],
+    (30, 30, 200): ["alice", "bob"],
+    (240, 240, 240): [],
+}
 
 
 def people_in(image: bytes) -> list[str]:

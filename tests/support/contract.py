@@ -35,7 +35,6 @@ FORMATS.checkers.update(oas30_format_checker.checkers)
 EXERCISED: set[tuple[str, str, str]] = set()
 
 
-
 # --- the contract checker --------------------------------------------------------------------
 
 
@@ -60,8 +59,10 @@ def schema_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
     # The components ride along for what deref cannot inline: discriminator mappings name schemas
     # by reference string.
     validator = OAS30Validator({**deref(schema), "components": SPEC["components"]}, format_checker=FORMATS)
-    return [f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
-            for error in validator.iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in validator.iter_errors(instance)
+    ]
 
 
 def match_path(path: str) -> tuple[str, dict[str, str]]:
@@ -211,8 +212,6 @@ def documented_responses() -> set[tuple[str, str, str]]:
         for method in HTTP_METHODS & set(item)
         for status in item[method]["responses"]
     }
-
-
 
 
 _DESELECTED: list[Any] = []

@@ -1,4 +1,4 @@
-"""A faithful in-memory fake of chalicelib.rekognition.Rekognition.
+"""A faithful in-memory fake of chalicelib.adapters.rekognition.Rekognition.
 
 It keeps collections and faces like the service does, and can be told to raise errors. The same
 contract tests run against it and against the real adapter (tests/test_rekognition_contract.py).
@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from chalicelib.domain.bibs import TextDetection
-from chalicelib.domain.errors import NoFaceInImage
-from chalicelib.domain.errors import CollectionNotFound
+from chalicelib.domain.errors import CollectionNotFound, NoFaceInImage
 from chalicelib.domain.model import FaceBox, FaceMatch
 
 TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
@@ -24,7 +23,10 @@ PeopleScript = Callable[[bytes], list[str]]  # image bytes -> person labels, lar
 
 class FakeRekognition:
     def __init__(
-        self, text: TextScript | None = None, faces: FaceScript | None = None, people: PeopleScript | None = None
+        self,
+        text: TextScript | None = None,
+        faces: FaceScript | None = None,
+        people: PeopleScript | None = None,
     ) -> None:
         self._text = text or (lambda bucket, key: [])
         self._faces = faces or (lambda bucket, key: [])
@@ -99,7 +101,7 @@ class FakeRekognition:
             matches = [
                 FaceMatch(face_id=face_id, external_image_id=external, similarity=99.0)
                 for face_id, (label, external) in self.collections[collection_id].items()
-                if label == people[0] and 99.0 >= threshold
+                if label == people[0] and threshold <= 99.0
             ]
         return matches[:max_faces]
 

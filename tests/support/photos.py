@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.domain import ids
 from chalicelib.domain.model import Analysis, Failure, Photo, iso_utc
 
-START = datetime(2025, 5, 4, 8, 0, tzinfo=timezone.utc)
+START = datetime(2025, 5, 4, 8, 0, tzinfo=UTC)
 
 
-def make_photo(org_id: str, event_id: str, n: int, *, bucket: str = "photos", photographer: str | None = None,
-               start: datetime = START) -> Photo:
+def make_photo(
+    org_id: str,
+    event_id: str,
+    n: int,
+    *,
+    bucket: str = "photos",
+    photographer: str | None = None,
+    start: datetime = START,
+) -> Photo:
     """Return the n-th photo of an event, captured n seconds after `start`."""
     captured = start + timedelta(seconds=n)
     photo_id = ids.photo_id(captured, ids.content_digest(f"{org_id}/{event_id}/{n}".encode()))
@@ -40,8 +47,16 @@ def seed(table: PhotoTable, photos: list[tuple[Photo, tuple[str, ...]]]) -> None
         table.save_photo(photo, Analysis(bibs=bibs, face_ids=("face-1",)))
 
 
-def record_failed(table: PhotoTable, org_id: str, event_id: str, n: int, *, error: str = "CorruptImage",
-                  cause: str = "JPEG is truncated", filename: str = "broken.jpg") -> str:
+def record_failed(
+    table: PhotoTable,
+    org_id: str,
+    event_id: str,
+    n: int,
+    *,
+    error: str = "CorruptImage",
+    cause: str = "JPEG is truncated",
+    filename: str = "broken.jpg",
+) -> str:
     """Record the failure of the n-th upload of an event; return its photo id."""
     photo_id = make_photo(org_id, event_id, n).photo_id
     failure = Failure(error=error, cause=cause, failed_at="2025-05-04T09:00:00Z")

@@ -62,8 +62,15 @@ def sqs_event(res: StageResources, body: str, message_id: str = "m-1") -> dict[s
     }
 
 
-def s3_notification(bucket: str, key: str, *, etag: str = "abc123", size: int = 1000,
-                    event_time: str = "2025-05-04T08:00:00.000Z", version_id: str | None = None) -> str:
+def s3_notification(
+    bucket: str,
+    key: str,
+    *,
+    etag: str = "abc123",
+    size: int = 1000,
+    event_time: str = "2025-05-04T08:00:00.000Z",
+    version_id: str | None = None,
+) -> str:
     """Return an S3 ObjectCreated notification body (key URL-encoded as S3 does)."""
     from urllib.parse import quote_plus
 
