@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from chalice import Chalice, Response
-from chalice.app import Request, SQSEvent, SQSRecord
+from chalice import Chalice, Rate, Response
+from chalice.app import AuthRequest, AuthResponse, CloudWatchEvent, Request, SQSEvent, SQSRecord
 
 from chalicelib import clients
 from chalicelib.config import AppSettings
 from chalicelib.domain.errors import (
     CorruptImage,
     EmptyImage,
+    EventDeleted,
+    EventNotFound,
+    FacesDisabled,
+    FacesExpired,
+    Forbidden,
     ImageTooLarge,
     InvalidImage,
     InvalidRequest,
@@ -25,9 +33,12 @@ from chalicelib.domain.errors import (
     SelfieTooLarge,
     SnapRaceError,
     TransientError,
+    Unauthenticated,
     UnsupportedImageFormat,
+    UploadNotFound,
 )
-from chalicelib.services import ingest, pipeline, search
+from chalicelib.domain.model import iso_utc
+from chalicelib.services import auth, events, ingest, organiser, pipeline, search, uploads
 
 _settings = AppSettings.from_env()
 
@@ -64,7 +75,7 @@ def on_upload(event: SQSEvent) -> None:
     for record in event:
         try:
             result = ingest.ingest_notification(
-                record.body, storage=clients.storage(), workflow=clients.workflow()
+                record.body, storage=clients.storage(), workflow=clients.workflow(), table=clients.table()
             )
         except NotAnS3Notification as exc:
             # Retrying cannot fix a foreign message: log it and let SQS delete it.
@@ -78,27 +89,72 @@ def on_upload(event: SQSEvent) -> None:
 
 @app.lambda_function(name="preprocess")
 def preprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return pipeline.preprocess(event, storage=clients.storage(), settings=clients.settings())
+    return pipeline.preprocess(
+        event, storage=clients.storage(), table=clients.table(), settings=clients.settings()
+    )
 
 
 @app.lambda_function(name="detect_text")
 def detect_text(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return pipeline.detect_text(event, rekognition=clients.rekognition(), settings=clients.settings())
+    return pipeline.detect_text(
+        event, rekognition=clients.rekognition(), table=clients.table(), settings=clients.settings()
+    )
 
 
 @app.lambda_function(name="index_faces")
 def index_faces(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return pipeline.index_faces(event, rekognition=clients.rekognition(), settings=clients.settings())
+    return pipeline.index_faces(
+        event, rekognition=clients.rekognition(), table=clients.table(), settings=clients.settings()
+    )
 
 
 @app.lambda_function(name="fanout")
 def fanout(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return pipeline.fanout(event, table=clients.table())
+    return pipeline.fanout(event, table=clients.table(), rekognition=clients.rekognition())
 
 
 @app.lambda_function(name="record_failure")
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.record_failure(event, table=clients.table())
+
+
+# --- organiser jobs: reprocess an event, delete an event, face retention -------------------------
+
+
+@app.lambda_function(name="event_jobs")
+def event_jobs(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    continuing = organiser.run_job(
+        event,
+        table=clients.table(),
+        workflow=clients.workflow(),
+        storage=clients.storage(),
+        rekognition=clients.rekognition(),
+        functions=clients.functions(),
+        bucket=clients.photo_bucket(),
+        # Hand the rest to a fresh invocation while a minute of this one is left.
+        deadline=lambda: context.get_remaining_time_in_millis() < 60_000,
+    )
+    return {"continuing": continuing}
+
+
+@app.schedule(Rate(1, unit=Rate.DAYS), name="retention")
+def retention(event: CloudWatchEvent) -> None:
+    now = datetime.now(UTC)
+    expired = organiser.expire_faces(
+        table=clients.table(), rekognition=clients.rekognition(), today=now.date(), now=now
+    )
+    app.log.info("retention: face collections deleted for %d events %s", len(expired), expired)
+
+
+# --- organiser API: bearer tokens checked by the authorizer, the org enforced on every route -----
+
+
+@app.authorizer(ttl_seconds=_settings.token_cache_seconds, name="organiser_token")
+def organiser_token(auth_request: AuthRequest) -> AuthResponse:
+    # Every verdict is allowed through with its reason in the context: the route answers 401 or
+    # 403 itself (auth.require), in the API's error shape.
+    context = auth.verify(auth_request.token, table=clients.table())
+    return AuthResponse(routes=["*"], principal_id=context.get("token_id", "anonymous"), context=context)
 
 
 # --- search API ------------------------------------------------------------------------------
@@ -130,7 +186,9 @@ def list_photos(org_id: str, event_id: str) -> dict[str, Any]:
 @app.route("/events/{org_id}/{event_id}/photos/{photo_id}", methods=["GET"])
 @api
 def get_photo(org_id: str, event_id: str, photo_id: str) -> dict[str, Any]:
-    return search.photo(org_id, event_id, photo_id, table=clients.table(), url_for=_url_for())
+    return search.photo(
+        org_id, event_id, photo_id, table=clients.table(), gate=clients.event_gate(), url_for=_url_for()
+    )
 
 
 @app.route("/events/{org_id}/{event_id}/bibs/{bib}/photos", methods=["GET"])
@@ -156,9 +214,133 @@ def selfie_search(org_id: str, event_id: str) -> dict[str, Any]:
         _body(),
         rekognition=clients.rekognition(),
         table=clients.table(),
+        gate=clients.event_gate(),
         url_for=_url_for(),
         settings=clients.settings(),
     )
+
+
+@app.route("/events/{org_id}/{event_id}", methods=["GET"])
+@api
+def get_event(org_id: str, event_id: str) -> dict[str, Any]:
+    return events.public_event(org_id, event_id, table=clients.table(), gate=clients.event_gate())
+
+
+def organisers_only(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse the request unless the authorizer's verdict allows acting for the path's org."""
+
+    @functools.wraps(handler)
+    def wrapper(**path_params: str) -> Any:
+        auth.require(_request().context.get("authorizer"), path_params["org_id"])
+        return handler(**path_params)
+
+    return wrapper
+
+
+@app.route("/orgs/{org_id}/events/{event_id}", methods=["PUT"], authorizer=organiser_token)
+@api
+@organisers_only
+def put_event(org_id: str, event_id: str) -> dict[str, Any]:
+    return events.put_event(
+        org_id,
+        event_id,
+        _json_body(),
+        table=clients.table(),
+        now=iso_utc(datetime.now(UTC)),
+        gate=clients.event_gate(),
+    )
+
+
+@app.route("/orgs/{org_id}/events/{event_id}", methods=["GET"], authorizer=organiser_token)
+@api
+@organisers_only
+def get_organiser_event(org_id: str, event_id: str) -> dict[str, Any]:
+    return events.organiser_event(org_id, event_id, table=clients.table())
+
+
+@app.route("/orgs/{org_id}/events/{event_id}", methods=["DELETE"], authorizer=organiser_token)
+@api
+@organisers_only
+def delete_event(org_id: str, event_id: str) -> Response:
+    status = organiser.delete_event(
+        org_id,
+        event_id,
+        table=clients.table(),
+        workflow=clients.workflow(),
+        functions=clients.functions(),
+        clock=time.monotonic,
+    )
+    clients.event_gate().forget(org_id, event_id)
+    return Response(body=status, status_code=202)
+
+
+@app.route("/orgs/{org_id}/events/{event_id}/uploads", methods=["POST"], authorizer=organiser_token)
+@api
+@organisers_only
+def request_uploads(org_id: str, event_id: str) -> dict[str, Any]:
+    events.check_ids(org_id, event_id)
+    return uploads.request_uploads(
+        org_id,
+        event_id,
+        _json_body(),
+        bucket=clients.photo_bucket(),
+        table=clients.table(),
+        storage=clients.storage(),
+        settings=clients.settings(),
+        now=datetime.now(UTC),
+    )
+
+
+@app.route(
+    "/orgs/{org_id}/events/{event_id}/uploads/{upload_id}", methods=["GET"], authorizer=organiser_token
+)
+@api
+@organisers_only
+def get_upload(org_id: str, event_id: str, upload_id: str) -> dict[str, Any]:
+    events.check_ids(org_id, event_id)
+    return uploads.upload_status(org_id, event_id, upload_id, table=clients.table())
+
+
+@app.route("/orgs/{org_id}/events/{event_id}/failures", methods=["GET"], authorizer=organiser_token)
+@api
+@organisers_only
+def list_failures(org_id: str, event_id: str) -> dict[str, Any]:
+    return organiser.failures(
+        org_id, event_id, **_paging(), table=clients.table(), settings=clients.settings()
+    )
+
+
+@app.route("/orgs/{org_id}/events/{event_id}/reprocess", methods=["POST"], authorizer=organiser_token)
+@api
+@organisers_only
+def reprocess(org_id: str, event_id: str) -> Response:
+    started = organiser.reprocess(
+        org_id,
+        event_id,
+        _json_body(),
+        table=clients.table(),
+        workflow=clients.workflow(),
+        functions=clients.functions(),
+        clock=time.monotonic,
+    )
+    return Response(body=started, status_code=202)
+
+
+@app.route(
+    "/orgs/{org_id}/events/{event_id}/photos/{photo_id}", methods=["DELETE"], authorizer=organiser_token
+)
+@api
+@organisers_only
+def delete_photo(org_id: str, event_id: str, photo_id: str) -> Response:
+    organiser.delete_photo(
+        org_id,
+        event_id,
+        photo_id,
+        table=clients.table(),
+        storage=clients.storage(),
+        rekognition=clients.rekognition(),
+    )
+    return Response(body="", status_code=204)
 
 
 # The browser's preflight for the selfie POST (an image/* body is not a "simple" request); it
@@ -207,6 +389,13 @@ _STATUS = (
     (InvalidImage, 400),
     (InvalidRequest, 400),
     (PhotoNotFound, 404),
+    (EventNotFound, 404),
+    (UploadNotFound, 404),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (FacesDisabled, 409),
+    (EventDeleted, 409),
+    (FacesExpired, 410),
     (TransientError, 503),
 )
 
@@ -234,7 +423,12 @@ def _paging() -> dict[str, Any]:
 
 
 def _reads() -> dict[str, Any]:
-    return {"table": clients.table(), "url_for": _url_for(), "settings": clients.settings()}
+    return {
+        "table": clients.table(),
+        "gate": clients.event_gate(),
+        "url_for": _url_for(),
+        "settings": clients.settings(),
+    }
 
 
 def _url_for() -> search.UrlFor:
@@ -255,3 +449,13 @@ def _request() -> Request:
 def _body() -> bytes:
     raw = _request().raw_body
     return raw if isinstance(raw, bytes) else raw.encode()
+
+
+def _json_body() -> Any:
+    raw = _request().raw_body
+    if not raw:
+        raise InvalidRequest("send a JSON body")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"the body is not JSON: {exc}") from exc

@@ -13,11 +13,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from chalicelib.adapters.functions import Functions
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.config import Settings
+from chalicelib.services.events import EventGate
 
 # Standard retry mode: botocore retries throttling and 5xx with backoff before we ever see them.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, signature_version="v4")
@@ -60,7 +62,33 @@ def workflow() -> Workflow:
     return Workflow(_client("stepfunctions"), _client("sts"), settings().state_machine_name)
 
 
+@functools.cache
+def functions() -> Functions:
+    return Functions(_client("lambda"), settings().jobs_function)
+
+
+@functools.cache
+def photo_bucket() -> str:
+    """The stage's photo bucket: its configured prefix plus this account's id (as the template names it)."""
+    return settings().photo_bucket_prefix + workflow().account
+
+
+@functools.cache
+def event_gate() -> EventGate:
+    return EventGate(table(), ttl=settings().event_cache_seconds)
+
+
 def cache_clear() -> None:
     """Forget every client, adapter and setting (tests switch mocks and environments)."""
-    for cached in (settings, _client, storage, rekognition, table, workflow):
+    for cached in (
+        settings,
+        _client,
+        storage,
+        rekognition,
+        table,
+        workflow,
+        functions,
+        photo_bucket,
+        event_gate,
+    ):
         cached.cache_clear()

@@ -45,6 +45,11 @@ class Settings:
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
+    # Organisers and photographers
+    photo_bucket_prefix: str = ""  # the bucket is {prefix}{account id}, as the deploy template names it
+    jobs_function: str = ""  # the Lambda that runs reprocess and delete jobs
+    upload_url_seconds: int = 900
+    event_cache_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +85,10 @@ class Settings:
             selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
+            photo_bucket_prefix=env.get("PHOTO_BUCKET_PREFIX", cls.photo_bucket_prefix),
+            jobs_function=env.get("JOBS_FUNCTION", cls.jobs_function),
+            upload_url_seconds=_int(env, "UPLOAD_URL_SECONDS", cls.upload_url_seconds),
+            event_cache_seconds=_int(env, "EVENT_CACHE_SECONDS", cls.event_cache_seconds),
         )
 
 
@@ -91,6 +100,8 @@ class AppSettings:
     max_concurrency: int
     log_level: str
     cors_allowed_origins: tuple[str, ...]
+    # How long API Gateway reuses a token's verdict: a revoked token works at most this long.
+    token_cache_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -101,6 +112,7 @@ class AppSettings:
             max_concurrency=_int(env, "INGEST_MAX_CONCURRENCY", 10),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS", ()),
+            token_cache_seconds=_int(env, "TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
         )
 
 

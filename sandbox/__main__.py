@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from sandbox.samples import ensure_samples
-    from sandbox.uploads import photo_files, upload, wait_for
+    from sandbox.uploads import photo_files, publish_event, upload, wait_for
 
     sandbox = Sandbox(ports=Ports(api=args.port))
     print("starting the sandbox (moto, Step Functions, local Rekognition, API)...", file=sys.stderr)
@@ -71,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
     if directory is not None:
         files, skipped = photo_files(directory)
         started = time.monotonic()
+        publish_event(res.table_name, args.org, args.event)
         keys = upload(files, directory, bucket=res.bucket, org=args.org, event=args.event)
         outcome = wait_for(keys, table_name=res.table_name, org=args.org, event=args.event, started=started)
         _print_summary(outcome, skipped)
@@ -108,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from sandbox.resources import bucket_name
     from sandbox.stage import stage_environment
-    from sandbox.uploads import photo_files, upload, wait_for
+    from sandbox.uploads import photo_files, publish_event, upload, wait_for
 
     os.environ.update(sandbox_environment(Ports(aws=args.aws_port)))
     account = boto3.client("sts").get_caller_identity()["Account"]
@@ -119,6 +120,7 @@ def _ingest(args: argparse.Namespace) -> int:
         return 2
     files, skipped = photo_files(args.directory)
     started = time.monotonic()
+    publish_event(table, args.org, args.event)
     keys = upload(
         files, args.directory, bucket=bucket, org=args.org, event=args.event, photographer=args.photographer
     )

@@ -8,8 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalice, LocalDevServer
+from chalice.local import (
+    ChaliceRequestHandler,
+    CustomLocalChalice,
+    LocalChalice,
+    LocalDevServer,
+    LocalGatewayException,
+)
 
+from infra import gateway
 from sandbox.stage import PROJECT_DIR
 
 
@@ -21,6 +28,15 @@ class _EveryMethodHandler(ChaliceRequestHandler):
         if name.startswith("do_"):
             return self._generic_handle
         raise AttributeError(name)
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        # What the deployment's GatewayResponses answer instead (infra/gateway.py).
+        answer = gateway.local_answer(error.headers.get("x-amzn-ErrorType"))
+        if answer is None:
+            super()._send_error_response(error)
+            return
+        status, body = answer
+        self._send_http_response(status, {**error.headers, "Content-Type": "application/json"}, body)
 
 
 def start_api(app: Any, stage: str, port: int, host: str = "127.0.0.1") -> Callable[[], None]:

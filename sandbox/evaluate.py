@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.runtime import Ports, Sandbox
-from sandbox.uploads import Outcome, photo_files, upload, wait_for
+from sandbox.uploads import Outcome, photo_files, publish_event, upload, wait_for
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ def _ingest(sandbox: Sandbox, directory: Path, org: str, event: str, only: set[s
     files = [f for f in files if f.name in only]
     res = sandbox.resources
     started = time.monotonic()
+    publish_event(res.table_name, org, event)
     keys = upload(files, directory, bucket=res.bucket, org=org, event=event)
     outcome = wait_for(keys, table_name=res.table_name, org=org, event=event, started=started)
     for key, item in sorted(outcome.failed.items()):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
 
 from chalicelib.adapters.table import PhotoTable
+from chalicelib.domain.model import EventSettings, iso_utc
 from sandbox.resources import UPLOAD_SUFFIXES
 
 
@@ -26,6 +28,19 @@ class Outcome:
     def photos_per_minute(self) -> float:
         done = len(self.processed) + len(self.failed)
         return 60.0 * done / self.seconds if self.seconds > 0 else 0.0
+
+
+def publish_event(table_name: str, org: str, event: str) -> None:
+    """Create the event published (named after its id) unless it exists; publish it if it does."""
+    table = PhotoTable(boto3.client("dynamodb"), table_name)
+    record = table.event(org, event)
+    if record is None:
+        settings = EventSettings(name=event, date=date.today().isoformat(), published=True)
+    elif record.get("published"):
+        return
+    else:
+        settings = replace(EventSettings.from_dict(record), published=True)
+    table.put_event(org, event, settings, now=iso_utc(datetime.now(UTC)))
 
 
 def photo_files(directory: Path) -> tuple[list[Path], list[tuple[str, str]]]:

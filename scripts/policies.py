@@ -49,6 +49,12 @@ VERSION_VARIANTS = {
     "s3:GetObjectTagging": "s3:GetObjectVersionTagging",
     "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
 }
+# API operations whose IAM action has another name.
+IAM_NAMES = {
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "lambda:Invoke": "lambda:InvokeFunction",
+}
 # Actions that have no resource-level permissions: only these may be granted on "*".
 NO_RESOURCE_TYPES = {"rekognition:DetectText", "rekognition:DetectFaces"}
 
@@ -258,8 +264,11 @@ def _actions(service: str, call: ast.Call, method: ast.AST) -> frozenset[str]:
     if operation == "generate_presigned_url":
         # The URL is signed with the function's credentials: it needs the presigned action.
         operation = call.args[0].value
+    if operation == "generate_presigned_post":
+        operation = "put_object"  # a POST upload is authorised as s3:PutObject
     api_name = client.meta.method_to_api_mapping[operation]
     action = f"{client.meta.service_model.signing_name}:{api_name}"
+    action = IAM_NAMES.get(action, action)
     actions = set() if action in NO_PERMISSION_NEEDED else {action}
     source = ast.unparse(method)
     if service == "s3" and "VersionId" in source and call.func.attr != "generate_presigned_url":
@@ -291,7 +300,14 @@ def entry_points() -> dict[str, list[str]]:
             kind = decorator.func.attr
             if kind in ("route", "middleware"):
                 entries["api_handler"].append(f"app.{node.name}")
-            elif kind in ("lambda_function", "on_sqs_message", "on_s3_event", "on_sns_message", "schedule"):
+            elif kind in (
+                "lambda_function",
+                "on_sqs_message",
+                "on_s3_event",
+                "on_sns_message",
+                "schedule",
+                "authorizer",
+            ):
                 names = [k.value.value for k in decorator.keywords if k.arg == "name"]
                 entries[names[0] if names else node.name].append(f"app.{node.name}")
     # app.py's module-level code runs at every cold start: a pseudo-function for it.
@@ -324,13 +340,17 @@ def derived_actions(function: str) -> set[str]:
 
 # --- the policies -------------------------------------------------------------------------------
 
-# Which bucket folder each function's S3 object actions touch ("*": every other S3 action).
-S3_FOLDERS: dict[str, dict[str, str]] = {
-    "on_upload": {"*": "raw"},
-    "preprocess": {"s3:PutObject": "processed", "s3:PutObjectTagging": "processed", "*": "raw"},
-    "detect_text": {"*": "processed"},
-    "index_faces": {"*": "processed"},
-    "api_handler": {"*": "processed"},
+# Which bucket folders each function's S3 object actions touch ("*": every other S3 action;
+# s3:ListBucket is granted on the bucket itself).
+S3_FOLDERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "on_upload": {"*": ("raw",)},
+    "preprocess": {"s3:PutObject": ("processed",), "s3:PutObjectTagging": ("processed",), "*": ("raw",)},
+    "detect_text": {"*": ("processed",)},
+    "index_faces": {"*": ("processed",)},
+    # Presigned GETs of processed copies, presigned POSTs of raw uploads, deleting both.
+    "api_handler": {"s3:PutObject": ("raw",), "s3:DeleteObject": ("raw", "processed"), "*": ("processed",)},
+    # Deleting an event: everything under its prefix.
+    "event_jobs": {"*": ("raw", "processed")},
 }
 # Statement ids by (service, scope), so a reviewer reads what each grant is for.
 _SIDS = {
@@ -343,6 +363,8 @@ _SIDS = {
     ("rekognition", "collections"): "UseFaceCollections",
     ("s3", "raw"): "RawUploads",
     ("s3", "processed"): "ProcessedCopies",
+    ("s3", "bucket"): "ListTheBucket",
+    ("lambda", ""): "HandJobsToTheWorker",
 }
 
 
@@ -390,11 +412,14 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         service = action.split(":")[0]
         if action in LOG_ACTIONS:
             grants[("logs", "")].add(action)
+        elif action == "s3:ListBucket":
+            grants[("s3", "bucket")].add(action)
         elif service == "s3":
             folders = S3_FOLDERS.get(function)
             if folders is None:
                 raise PolicyError(f"{function} calls {action}: say which folder it touches in S3_FOLDERS")
-            grants[("s3", folders.get(action, folders["*"]))].add(action)
+            for folder in folders.get(action, folders["*"]):
+                grants[("s3", folder)].add(action)
         elif service == "rekognition":
             grants[("rekognition", "*" if action in NO_RESOURCE_TYPES else "collections")].add(action)
         elif action == "dynamodb:Query":
@@ -413,7 +438,11 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         if service == "dynamodb":
             return [f"{table}/index/{index}" for index in _table_indexes()] if scope == "indexes" else [table]
         if service == "s3":
+            if scope == "bucket":
+                return [f"arn:aws:s3:::{stack.bucket_name(stage, '')}*"]
             return [bucket_objects.format(folder=scope)]
+        if service == "lambda":
+            return [f"arn:aws:lambda:*:*:function:{env['JOBS_FUNCTION']}"]
         if service == "rekognition":
             return ["*"] if scope == "*" else ["arn:aws:rekognition:*:*:collection/*"]
         raise PolicyError(f"{function} calls {sorted(actions)}: no resource scoping for {service} here")

@@ -33,7 +33,20 @@ from tests.support.api import (
     use_settings,
     walk,
 )
-from tests.support.photos import make_photo, record_failed, seed
+from tests.support.fakes import FakeRekognition
+from tests.support.photos import make_photo, publish, record_failed, seed
+
+EVENT = "/events/acme/e1"
+SELFIE = f"{EVENT}/selfie-search"
+UNKNOWN_PHOTO_ID = "01JTB2Y4X0ABCDEFGHJKMNPQRS"
+
+
+@pytest.fixture(autouse=True)
+def published(table):
+    """The events these tests use exist and are published (the public sees nothing else)."""
+    for event_id in ("e1", "e2", "city-10k", "new", "new-event"):
+        publish(table, "acme", event_id)
+
 
 # --- gallery ---------------------------------------------------------------------------------
 
@@ -84,8 +97,24 @@ def test_gallery_hides_failed_photos_but_they_can_be_fetched(client, table):
     assert body["original_filename"] == "broken.jpg"
 
 
-def test_unknown_event_is_an_empty_list(client):
-    assert get(client, "/events/acme/never-happened/photos") == (200, {"photos": [], "next_cursor": None})
+def test_event_without_photos_is_an_empty_list(client):
+    assert get(client, "/events/acme/new/photos") == (200, {"photos": [], "next_cursor": None})
+
+
+def test_unknown_event_is_404_on_every_public_route(client, rekognition):
+    base = "/events/acme/never-happened"
+    for path in (
+        "",
+        "/photos",
+        f"/photos/{UNKNOWN_PHOTO_ID}",
+        "/bibs/1234/photos",
+        "/photographers/p/photos",
+    ):
+        status, body = get(client, base + path)
+        assert (status, error_code(body)) == (404, "EventNotFound"), path
+    status, body = post_selfie(client, f"{base}/selfie-search", selfie((200, 30, 30)))
+    assert (status, error_code(body)) == (404, "EventNotFound")
+    assert rekognition.calls == []
 
 
 def test_presigned_url_points_at_the_processed_copy(client, table, resources):
@@ -152,7 +181,7 @@ def test_bib_search_returns_each_photo_once_even_when_the_bib_appears_twice(clie
             "faces": {"face_ids": [], "error": None},
         },
     }
-    pipeline.fanout(event, table=table)
+    pipeline.fanout(event, table=table, rekognition=FakeRekognition())
     status, body = get(client, "/events/acme/e1/bibs/1234/photos")
     assert status == 200 and [p["photo_id"] for p in body["photos"]] == [photo["photo_id"]]
 
@@ -383,10 +412,6 @@ def test_only_listed_origins_are_echoed(client, monkeypatch):
 
 
 # --- shapes, errors and failures on every operation ------------------------------------------
-
-EVENT = "/events/acme/e1"
-SELFIE = f"{EVENT}/selfie-search"
-UNKNOWN_PHOTO_ID = "01JTB2Y4X0ABCDEFGHJKMNPQRS"
 
 
 def test_photo_without_bibs_or_photographer_has_empty_bibs_and_null_photographer(client, table):

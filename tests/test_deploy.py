@@ -240,7 +240,13 @@ def test_alarms_watch_dead_letters_failed_executions_throttling_and_function_err
     alarms = {a["AlarmName"]: a for a in boto3.client("cloudwatch").describe_alarms()["MetricAlarms"]}
     assert set(alarms) == {
         f"snaprace-{STAGE}-{name}"
-        for name in ("ingest-dead-letters", "failed-executions", "rekognition-throttled", "function-errors")
+        for name in (
+            "ingest-dead-letters",
+            "failed-executions",
+            "rekognition-throttled",
+            "function-errors",
+            "api-errors",
+        )
     }
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [topic]
@@ -256,10 +262,15 @@ def test_alarms_watch_dead_letters_failed_executions_throttling_and_function_err
     assert {(m["MetricName"], m["Dimensions"][0]["Value"]) for m in throttled} == {
         ("ThrottledCount", op) for op in ("DetectText", "IndexFaces", "DetectFaces", "SearchFacesByImage")
     }
-    errors = metrics(alarms[f"snaprace-{STAGE}-function-errors"])
+    watched = [
+        m["Dimensions"][0]["Value"]
+        for name in ("function-errors", "api-errors")
+        for m in metrics(alarms[f"snaprace-{STAGE}-{name}"])
+    ]
     deployed = {function_name(STAGE, f.name) for f in snaprace.app.pure_lambda_functions}
     deployed |= {function_name(STAGE, s.name) for s in snaprace.app.event_sources} | {f"snaprace-{STAGE}"}
-    assert {m["Dimensions"][0]["Value"] for m in errors} == deployed
+    deployed |= {function_name(STAGE, a.name) for a in snaprace.app.builtin_auth_handlers}
+    assert sorted(watched) == sorted(deployed)  # every function, once
 
 
 def test_alarm_address_from_config_is_subscribed(aws, monkeypatch):
@@ -368,7 +379,8 @@ def _load_app(stage: str):
 
 
 def _deployer(config, deployed: dict | None = None):
-    """Chalice's default deployer, except: no REST API (moto cannot import Swagger 2.0), the app
+    """Chalice's default deployer, except: no REST API (moto cannot import Swagger 2.0; its handler
+    and authorizer functions are deployed alone), the app
     code without its dependencies (the package test builds those), and the record of what is
     deployed passed in and out instead of kept in .chalice/deployed/."""
     import botocore.session
@@ -387,9 +399,11 @@ def _deployer(config, deployed: dict | None = None):
     class WithoutRestAPI(ApplicationGraphBuilder):
         def build(self, config, stage_name):
             application = super().build(config, stage_name)
-            application.resources = [
-                r.lambda_function if isinstance(r, models.RestAPI) else r for r in application.resources
-            ]
+            # The REST API's functions (its handler and its authorizers) without the REST API.
+            resources = []
+            for r in application.resources:
+                resources += [r.lambda_function, *r.authorizers] if isinstance(r, models.RestAPI) else [r]
+            application.resources = resources
             return application
 
     client = TypedAWSClient(botocore.session.get_session())
@@ -434,7 +448,7 @@ def test_chalice_deploy_prod_against_moto_wires_functions_roles_queue_and_state_
     lam, iam = boto3.client("lambda"), boto3.client("iam")
     functions = {f["FunctionName"]: f for f in lam.list_functions()["Functions"]}
     names = {"api_handler": f"snaprace-{STAGE}"}
-    for name in ("on_upload", *FUNCTION_PLACEHOLDERS.values()):
+    for name in ("on_upload", "event_jobs", "retention", "organiser_token", *FUNCTION_PLACEHOLDERS.values()):
         names[name] = function_name(STAGE, name)
     assert set(functions) == set(names.values())
 

@@ -22,11 +22,13 @@ import pytest
 
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
+from sandbox.lambdas import LocalLambdas
 from sandbox.runtime import free_port
 from sandbox.stage import PROJECT_DIR
 from tests.support.api import index_people, people_in
 from tests.support.aws import MOTO_CONFIG, REGION, STAGE
 from tests.support.fakes import FakeRekognition
+from tests.support.organisers import bearer
 from tests.support.photos import make_photo, record_failed, seed
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -46,28 +48,32 @@ def api_url():
     with mock_aws(config=MOTO_CONFIG), pytest.MonkeyPatch.context() as patch:
         resources = create_stage_resources(STAGE, region=REGION)
         table = PhotoTable(boto3.client("dynamodb"), resources.table_name)
-        example = replace(
-            make_photo("acme", "city-10k", 0, photographer="snap.shooter"), photo_id=EXAMPLE_PHOTO_ID
-        )
-        photos = [(example, ("1234",))]
+        bucket = resources.bucket  # deleting a photo deletes its objects: they live in the real bucket
+        example = make_photo("acme", "city-10k", 0, photographer="snap.shooter", bucket=bucket)
+        photos = [(replace(example, photo_id=EXAMPLE_PHOTO_ID), ("1234",))]
         photos += [
-            (make_photo("acme", "city-10k", n, photographer="snap.shooter"), ("1234",)) for n in range(1, 4)
+            (make_photo("acme", "city-10k", n, photographer="snap.shooter", bucket=bucket), ("1234",))
+            for n in range(1, 4)
         ]
         seed(table, photos)
-        record_failed(table, "acme", "city-10k", 9)
+        record_failed(table, "acme", "city-10k", 9, bucket=bucket)
         rekognition = FakeRekognition(people=people_in)
         index_people(rekognition, [(photo, ["alice"]) for photo, _ in photos])
         patch.setattr(clients, "rekognition", lambda: rekognition)
+        token = bearer(table, "acme")["Authorization"]
         port = free_port()
         stop = start_api(snaprace.app, STAGE, port)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop()
+        # Jobs the API hands to Lambda (reprocess, delete) and the pipeline runs they start, in-process.
+        with LocalLambdas(snaprace.app, STAGE, retry_sleep_scale=0).installed():
+            try:
+                yield f"http://127.0.0.1:{port}", token
+            finally:
+                stop()
     clients.cache_clear()
 
 
 def test_generated_requests_get_documented_answers(api_url):
+    url, token = api_url
     command = [
         str(SCHEMATHESIS),
         "--no-color",
@@ -76,7 +82,9 @@ def test_generated_requests_get_documented_answers(api_url):
         "run",
         str(PROJECT_DIR / "openapi.yaml"),
         "--url",
-        api_url,
+        url,
+        "--header",
+        f"Authorization: {token}",
         "--checks",
         "all",
     ]

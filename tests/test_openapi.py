@@ -28,6 +28,7 @@ from tests.support.contract import (
     schema_errors,
     whole_suite_selected,
 )
+from tests.support.photos import publish
 
 EVENT = "/events/acme/e1"
 UNKNOWN_PHOTO_ID = "01JTB2Y4X0ABCDEFGHJKMNPQRS"
@@ -170,7 +171,8 @@ PARAMETER_CASES = [
 ]
 
 
-def test_parameter_rules_in_the_spec_match_the_server(client):
+def test_parameter_rules_in_the_spec_match_the_server(client, table):
+    publish(table, "acme", "e1")
     disagreements = []
     for name, template, value in PARAMETER_CASES:
         url = template.format(quote(value, safe=""))

@@ -12,7 +12,7 @@ import pytest
 
 from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
-from sandbox.uploads import photo_files, upload, wait_for
+from sandbox.uploads import photo_files, publish_event, upload, wait_for
 from tests.support.workflow import jpeg_bytes
 
 
@@ -31,6 +31,7 @@ def samples(tmp_path_factory):
 def demo(sandbox, samples):
     """The sample photos ingested once into event demo/city-10k."""
     files, _ = photo_files(samples.photos)
+    publish_event(sandbox.resources.table_name, "demo", "city-10k")
     keys = upload(files, samples.photos, bucket=sandbox.resources.bucket, org="demo", event="city-10k")
     return wait_for(
         keys, table_name=sandbox.resources.table_name, org="demo", event="city-10k", timeout=300, out=None
@@ -75,6 +76,7 @@ def test_selfie_search_finds_the_face_in_both_photos(sandbox, demo, samples):
 def test_corrupt_file_ends_as_a_failed_photo_with_a_reason(sandbox):
     res = sandbox.resources
     key = "demo/broken/raw/cut-off.jpg"
+    publish_event(res.table_name, "demo", "broken")
     boto3.client("s3").put_object(Bucket=res.bucket, Key=key, Body=jpeg_bytes()[:400])
     outcome = wait_for([key], table_name=res.table_name, org="demo", event="broken", timeout=120, out=None)
     (failed,) = outcome.failed.values()
@@ -86,6 +88,7 @@ def test_corrupt_file_ends_as_a_failed_photo_with_a_reason(sandbox):
 def test_the_same_file_uploaded_twice_is_one_photo(sandbox, samples):
     res = sandbox.resources
     files, _ = photo_files(samples.photos)
+    publish_event(res.table_name, "demo", "twice")
     first = upload(files[:1], samples.photos, bucket=res.bucket, org="demo", event="twice")
     wait_for(first, table_name=res.table_name, org="demo", event="twice", timeout=300, out=None)
     second = upload(files[:1], samples.photos, bucket=res.bucket, org="demo", event="twice")

@@ -181,6 +181,7 @@ def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
     with Stubber(client) as stub:
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
+        stub.add_response("transact_write_items", {}, {"TransactItems": ANY})  # the photo and its count
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": left})
         stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": left})
@@ -196,12 +197,13 @@ def test_unprocessed_items_that_never_drain_fail_the_step():
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
     with Stubber(client) as stub:
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
+        stub.add_response("transact_write_items", {}, {"TransactItems": ANY})
         for _ in range(4):
             stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
         with pytest.raises(
             UnprocessedItemsError, match="1 write requests still unprocessed after 4 attempts"
         ):
-            _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis())
+            _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
     assert len(sleeps) == 3 and max(sleeps) <= 0.3
 
 

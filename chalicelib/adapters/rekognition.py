@@ -1,4 +1,5 @@
-"""Rekognition adapter: DetectText, IndexFaces, CreateCollection, DetectFaces, SearchFacesByImage.
+"""Rekognition adapter: DetectText, IndexFaces, Create/DeleteCollection, DeleteFaces, DetectFaces,
+SearchFacesByImage.
 
 Returns domain values (TextDetection, face ids) and raises chalicelib.domain.errors; nothing else knows
 what a Rekognition response looks like.
@@ -100,6 +101,27 @@ class Rekognition:
         except ClientError as exc:
             if _code(exc) != "ResourceAlreadyExistsException":
                 raise _translate(exc) from exc
+
+    def delete_faces(self, collection_id: str, face_ids: list[str]) -> None:
+        """Delete faces from a collection (a missing collection or face is fine)."""
+        for start in range(0, len(face_ids), 4096):
+            try:
+                self._rek.delete_faces(CollectionId=collection_id, FaceIds=face_ids[start : start + 4096])
+            except ClientError as exc:
+                if _code(exc) == "ResourceNotFoundException":
+                    return
+                raise _translate(exc) from exc
+
+    def delete_collection(self, collection_id: str) -> bool:
+        """Delete a face collection; return False if there was none."""
+        try:
+            self._rek.delete_collection(CollectionId=collection_id)
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                return False
+            raise _translate(exc) from exc
+        log.info("deleted collection=%s", collection_id)
+        return True
 
     def detect_faces(self, image: bytes) -> list[FaceBox]:
         """Return the faces in an image (bytes), largest first."""

@@ -1,4 +1,4 @@
-"""S3 adapter: GetObject, PutObject, GetObjectTagging, PutObjectTagging, GeneratePresignedUrl.
+"""S3 adapter: GetObject, PutObject, DeleteObjects, ListObjectsV2, Get/PutObjectTagging, presigned GET and POST.
 
 Returns domain values and raises chalicelib.domain.errors; nothing else knows S3's response shapes.
 """
@@ -117,6 +117,66 @@ class Storage:
         """
         window = int(self._clock() // max(1, expires_in // 2))
         return self._sign(bucket, key, expires_in, window)
+
+    def presigned_post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str,
+        max_bytes: int,
+        metadata: dict[str, str],
+        expires_in: int,
+    ) -> dict[str, Any]:
+        """Return {"url", "fields"} for a browser or CLI POST of exactly this object.
+
+        The signed policy pins the key, the content type, each metadata value, and a size of 1 to
+        `max_bytes`; S3 refuses a POST that breaks any of them.
+        """
+        fields: dict[str, str] = {"Content-Type": content_type}
+        conditions: list[Any] = [{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]]
+        for name, value in metadata.items():
+            field = f"x-amz-meta-{name}"
+            fields[field] = ascii_header_value(value)[:MAX_METADATA_VALUE]
+            conditions.append({field: fields[field]})
+        post = self._s3.generate_presigned_post(
+            Bucket=bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return {"url": str(post["url"]), "fields": dict(post["fields"])}
+
+    def delete_objects(self, bucket: str, keys: list[str]) -> int:
+        """Delete objects (missing ones are fine); return how many were asked for.
+
+        Raises ThrottlingException, or RuntimeError naming the keys S3 could not delete.
+        """
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            try:
+                response = self._s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+                )
+            except ClientError as exc:
+                raise _translate(exc, f"s3://{bucket}") from exc
+            errors = response.get("Errors") or []
+            if errors:
+                raise RuntimeError(
+                    f"S3 kept {len(errors)} objects, e.g. {errors[0].get('Key')}: {errors[0].get('Message')}"
+                )
+        return len(keys)
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Return every key under `prefix`."""
+        found: list[str] = []
+        request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            try:
+                response = self._s3.list_objects_v2(**request)
+            except ClientError as exc:
+                raise _translate(exc, f"s3://{bucket}/{prefix}") from exc
+            found += [item["Key"] for item in response.get("Contents") or []]
+            if not response.get("IsTruncated"):
+                return found
+            request["ContinuationToken"] = response["NextContinuationToken"]
 
     def _sign_uncached(self, bucket: str, key: str, expires_in: int, window: int) -> str:
         return str(

@@ -30,10 +30,19 @@ class Workflow:
         self._name = state_machine_name
 
     @cached_property
+    def _caller(self) -> tuple[str, str]:
+        caller = self._sts.get_caller_identity()["Arn"]  # arn:{partition}:sts::{account}:...
+        return caller.split(":")[1], caller.split(":")[4]
+
+    @property
+    def account(self) -> str:
+        """The AWS account these functions run in."""
+        return self._caller[1]
+
+    @cached_property
     def arn(self) -> str:
         """The state machine's ARN in this function's region and account."""
-        caller = self._sts.get_caller_identity()["Arn"]  # arn:{partition}:sts::{account}:...
-        partition, account = caller.split(":")[1], caller.split(":")[4]
+        partition, account = self._caller
         return state_machine_arn(partition, self._sfn.meta.region_name, account, self._name)
 
     def start(self, name: str, payload: dict[str, Any]) -> bool:

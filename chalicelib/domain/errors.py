@@ -85,6 +85,18 @@ class EmptyBody(InvalidRequest):
     """The request needs a body and has none."""
 
 
+class InvalidEventSettings(InvalidRequest):
+    """An event's settings are missing, malformed or out of range."""
+
+
+class InvalidUploadRequest(InvalidRequest):
+    """An upload request names no files, too many, or a file that cannot be accepted."""
+
+
+class InvalidReprocessRequest(InvalidRequest):
+    """A reprocess request names neither photo ids, failed photos nor all photos."""
+
+
 class SelfieTooLarge(InvalidInput):
     """The selfie is larger than the configured byte limit (413)."""
 
@@ -99,6 +111,53 @@ class CollectionNotFound(SnapRaceError):
 
 class PhotoNotFound(SnapRaceError):
     """No photo, processed or failed, has this id in this event (404)."""
+
+
+class EventNotFound(SnapRaceError):
+    """No such event, or it is not published: the public never learns which (404)."""
+
+
+class UploadNotFound(SnapRaceError):
+    """No upload with this id in this event (404)."""
+
+
+class FacesDisabled(SnapRaceError):
+    """The event is bib-only: faces are neither indexed nor searched (409)."""
+
+
+class FacesExpired(SnapRaceError):
+    """The event's face collection was deleted after its retention period (410)."""
+
+
+class EventDeleted(SnapRaceError):
+    """The event is being deleted, or was: it takes no uploads or changes (409)."""
+
+
+# --- organiser authentication (app.py maps these to 401 and 403) -------------------------------
+
+
+class Unauthenticated(SnapRaceError):
+    """Base for requests without a valid organiser token (401)."""
+
+
+class MissingToken(Unauthenticated):
+    """No `Authorization: Bearer <token>` header."""
+
+
+class InvalidToken(Unauthenticated):
+    """The token is not one this deployment issued."""
+
+
+class Forbidden(SnapRaceError):
+    """Base for authenticated requests the token does not allow (403)."""
+
+
+class TokenRevoked(Forbidden):
+    """The token was revoked."""
+
+
+class WrongOrganisation(Forbidden):
+    """The token belongs to another organisation."""
 
 
 # --- transient AWS conditions: Step Functions and SQS retry these -----------------------------

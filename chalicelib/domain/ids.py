@@ -58,6 +58,14 @@ def execution_name(bucket: str, key: str, version: str) -> str:
     return object_digest(bucket, key, version).hex()
 
 
+def reprocess_execution_name(bucket: str, key: str, generation: int) -> str:
+    """Return the execution name of a photo's reprocessing run `generation` (1, 2, ...).
+
+    A retried reprocess request asks for the same generation again, so it starts nothing new.
+    """
+    return object_digest(bucket, key, f"generation {generation}").hex()
+
+
 def is_photo_id(value: str) -> bool:
     """Return True if `value` looks like a photo id (a canonical ULID)."""
     return _ULID_ID.fullmatch(value) is not None

@@ -14,6 +14,11 @@ from chalicelib.domain.errors import InvalidKey
 
 RAW_FOLDER = "raw"
 PROCESSED_FOLDER = "processed"
+# The suffixes the bucket notifies for (infra/resources.yaml, either case; tests compare them).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".tif", ".tiff", ".gif")
+_UPLOAD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9 ._-]")
+_MAX_FILENAME = 200
 
 # Organisation and event ids: letters, digits, '-', '_' and '.', 1-64 characters, starting with a
 # letter or digit. They become parts of S3 keys, DynamoDB keys and collection ids, so they must not
@@ -40,6 +45,12 @@ class RawKey:
         """The last segment of the filename, as the photographer named the file."""
         return self.filename.rsplit("/", 1)[-1]
 
+    @property
+    def upload_id(self) -> str | None:
+        """The upload id of a file uploaded through the API (`raw/{upload_id}/{name}`), else None."""
+        first, slash, _ = self.filename.partition("/")
+        return first if slash and _UPLOAD_ID.fullmatch(first) else None
+
 
 def decode_event_key(key: str) -> str:
     """Return an S3 event notification key decoded ('+' is a space, %XX escapes)."""
@@ -61,6 +72,24 @@ def parse_raw_key(key: str) -> RawKey:
         if not is_valid_id(value):
             raise InvalidKey(f"invalid {label} id {value!r} in key {key!r}")
     return RawKey(org_id=org_id, event_id=event_id, filename=filename)
+
+
+def upload_key(org_id: str, event_id: str, upload_id: str, filename: str) -> str:
+    """Return the raw key an API upload goes to: its id keeps equal file names apart."""
+    return f"{org_id}/{event_id}/{RAW_FOLDER}/{upload_id}/{filename}"
+
+
+def safe_filename(name: str, extension: str) -> str:
+    """Return the last path segment of `name` made key-safe, ending in `extension` (e.g. ".jpg").
+
+    Characters outside letters, digits, space, `.`, `_` and `-` become `_`; the bucket notifies
+    only for image suffixes, so a name without one gets `extension` appended.
+    """
+    base = _UNSAFE_NAME.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1]).strip(" .") or "photo"
+    base = base[:_MAX_FILENAME]
+    if not base.lower().endswith(IMAGE_SUFFIXES):
+        base = base[: _MAX_FILENAME - len(extension)] + extension
+    return base
 
 
 def processed_key(org_id: str, event_id: str, photo_id: str) -> str:

@@ -95,6 +95,8 @@ class Photo:
     captured_at: str  # ISO 8601 UTC (capture time, else upload time)
     uploaded_at: str
     photographer: str | None = None
+    content_sha256: str | None = None  # hex SHA-256 of the uploaded bytes
+    raw_version: str | None = None  # RawObject.version of the upload: a reprocess names the same one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +159,31 @@ def failed_view(item: dict[str, Any]) -> dict[str, Any]:
         "failed_at": item["failed_at"],
         "reason": {"code": item["error"], "message": item["cause"]},
     }
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """What an organiser sets on an event (PUT /orgs/{org}/events/{event})."""
+
+    name: str
+    date: str  # YYYY-MM-DD, the race day
+    published: bool = False
+    # False: bib-only; IndexFaces is skipped and selfie search is refused.
+    faces_enabled: bool = True
+    # Days after the race day when the event's face collection is deleted (None: kept).
+    retention_days: int | None = None
+    # Per-event bib rules; None falls back to the stage's BIB_* settings.
+    bib_pattern: str | None = None
+    bib_strip_prefix: bool | None = None
+    bib_min_confidence: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EventSettings:
+        names = {f.name for f in fields(cls)}
+        return cls(**{name: data[name] for name in names if name in data})
 
 
 @dataclass(frozen=True)

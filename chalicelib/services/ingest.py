@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.domain import ids, keys
 from chalicelib.domain.errors import InvalidKey, NotAnS3Notification
 from chalicelib.domain.model import RawObject, iso_utc, parse_iso
+from chalicelib.services import uploads
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ def parse_notification(body: str) -> list[Upload]:
     return uploads
 
 
-def ingest_notification(body: str, *, storage: Storage, workflow: Workflow) -> IngestResult:
+def ingest_notification(
+    body: str, *, storage: Storage, workflow: Workflow, table: PhotoTable
+) -> IngestResult:
     """Start one pipeline execution per new raw photo in an S3 notification.
 
     Raises NotAnS3Notification for a body retrying cannot fix; transient AWS errors propagate so
@@ -103,6 +107,7 @@ def ingest_notification(body: str, *, storage: Storage, workflow: Workflow) -> I
         if workflow.start(name, source.to_dict()):
             log.info("started execution=%s key=%s", name, upload.key)
             result.started.append(name)
+            uploads.mark(table, upload.key, uploads.PROCESSING, execution=name)
         else:
             log.info("execution=%s already exists key=%s", name, upload.key)
             result.already_started.append(name)

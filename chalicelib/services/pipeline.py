@@ -21,6 +21,7 @@ from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import bibs_from_detections
 from chalicelib.domain.model import Analysis, Failure, Photo, RawObject, iso_utc, parse_iso
+from chalicelib.services import events, uploads
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,13 @@ PROCESSED_TAGS = {"folder": "processed"}
 _MAX_CAUSE = 4000
 
 
-def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -> dict[str, Any]:
+def preprocess(
+    event: dict[str, Any], *, storage: Storage, table: PhotoTable, settings: Settings
+) -> dict[str, Any]:
     """Decode, orient, resize and store a raw upload; return the Photo as a dict.
 
+    Bytes the event already has under another key are not processed again: the answer is then
+    {"duplicate_of": photo_id} (the state machine ends there) and the upload follows that photo.
     Raises InvalidKey, RawObjectMissing, the InvalidImage family or ThrottlingException.
     """
     source = RawObject.from_dict(event)
@@ -38,6 +43,10 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
     stored = storage.get_object(
         source.bucket, source.key, max_bytes=settings.max_upload_bytes, version_id=source.version_id
     )
+    digest = ids.content_digest(stored.body)
+    owner = table.content_owner(raw.org_id, raw.event_id, digest.hex())
+    if owner is not None and owner["raw_key"] != source.key:
+        return _duplicate(table, source.key, owner)
     image = imaging.process_image(
         stored.body,
         max_width=settings.max_width,
@@ -45,7 +54,11 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
         max_pixels=settings.max_image_pixels,
     )
     moment = ids.capture_moment(image.captured_at, parse_iso(source.uploaded_at))
-    photo_id = ids.photo_id(moment, ids.content_digest(stored.body))
+    photo_id = ids.photo_id(moment, digest)
+    claim = {"photo_id": photo_id, "raw_key": source.key, "captured_at": iso_utc(moment)}
+    owner = table.claim_content(raw.org_id, raw.event_id, digest.hex(), claim)
+    if owner["raw_key"] != source.key:  # another upload of these bytes claimed them first
+        return _duplicate(table, source.key, owner)
     photographer = _photographer(stored.metadata, source.key)
     photo = Photo(
         photo_id=photo_id,
@@ -62,6 +75,8 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
         captured_at=iso_utc(moment),
         uploaded_at=source.uploaded_at,
         photographer=photographer,
+        content_sha256=digest.hex(),
+        raw_version=source.version,
     )
     metadata = {
         "original-key": source.key,
@@ -89,18 +104,31 @@ def preprocess(event: dict[str, Any], *, storage: Storage, settings: Settings) -
     return photo.to_dict()
 
 
-def detect_text(event: dict[str, Any], *, rekognition: Rekognition, settings: Settings) -> dict[str, Any]:
-    """Read bib numbers from the processed photo; return {"bibs": [...], "error": None}."""
+def detect_text(
+    event: dict[str, Any], *, rekognition: Rekognition, table: PhotoTable, settings: Settings
+) -> dict[str, Any]:
+    """Read bib numbers from the processed photo under the event's rules; return {"bibs": [...], "error": None}."""
     photo = Photo.from_dict(event["photo"])
+    rules = events.bib_rules_for(table.event(photo.org_id, photo.event_id), settings.bib_rules)
     detections = rekognition.detect_text(photo.bucket, photo.processed_key)
-    bibs = bibs_from_detections(detections, settings.bib_rules)
+    bibs = bibs_from_detections(detections, rules)
     log.info("detected photo=%s detections=%d bibs=%d", photo.photo_id, len(detections), len(bibs))
     return {"bibs": bibs, "error": None}
 
 
-def index_faces(event: dict[str, Any], *, rekognition: Rekognition, settings: Settings) -> dict[str, Any]:
-    """Index the processed photo's faces in its event's collection; return their ids."""
+def index_faces(
+    event: dict[str, Any], *, rekognition: Rekognition, table: PhotoTable, settings: Settings
+) -> dict[str, Any]:
+    """Index the processed photo's faces in its event's collection; return their ids.
+
+    A bib-only event, or one whose collection its retention period removed, indexes nothing
+    (and calls Rekognition not at all).
+    """
     photo = Photo.from_dict(event["photo"])
+    record = table.event(photo.org_id, photo.event_id)
+    if not events.faces_enabled(record) or (record or {}).get("faces_deleted_at"):
+        log.info("skipped faces photo=%s: the event indexes no faces", photo.photo_id)
+        return {"face_ids": [], "face_count": 0, "error": None}
     face_ids = rekognition.index_faces(
         keys.collection_id(photo.org_id, photo.event_id),
         photo.bucket,
@@ -109,27 +137,46 @@ def index_faces(event: dict[str, Any], *, rekognition: Rekognition, settings: Se
         max_faces=settings.index_max_faces,
         quality_filter=settings.index_quality_filter,
     )
+    # Noted at once: if this run is retried or superseded, Fanout deletes the faces it left.
+    table.note_faces(photo.org_id, photo.event_id, photo.photo_id, face_ids)
     log.info("indexed photo=%s faces=%d", photo.photo_id, len(face_ids))
     return {"face_ids": face_ids, "face_count": len(face_ids), "error": None}
 
 
-def fanout(event: dict[str, Any], *, table: PhotoTable) -> dict[str, Any]:
+def fanout(event: dict[str, Any], *, table: PhotoTable, rekognition: Rekognition) -> dict[str, Any]:
     """Save the photo with its bibs and faces; return what was written.
 
     Re-running writes the same records, drops bibs the photo no longer has, and clears any failure
-    record an earlier failed run of the same upload or photo left.
+    record an earlier failed run of the same upload or photo left. The photo's face ids are the
+    truth: faces an earlier or retried run indexed and this one replaced are deleted from the
+    collection (a run whose IndexFaces fell back keeps the faces the photo had).
     """
     photo = Photo.from_dict(event["photo"])
     found = event.get("analysis") or {}
     text, faces = found.get("text") or {}, found.get("faces") or {}
+    previous = table.photo(photo.org_id, photo.event_id, photo.photo_id)
+    face_ids = tuple(faces.get("face_ids") or ())
+    faces_error = _error_name(faces.get("error"))
+    if faces_error and previous and previous.get("face_ids"):
+        face_ids = tuple(previous["face_ids"])
     analysis = Analysis(
         bibs=tuple(text.get("bibs") or ()),
-        face_ids=tuple(faces.get("face_ids") or ()),
+        face_ids=face_ids,
         bibs_error=_error_name(text.get("error")),
-        faces_error=_error_name(faces.get("error")),
+        faces_error=faces_error,
     )
     cleared = {photo.photo_id, _failure_photo_id(RawObject.from_dict(event))}
-    requests = table.save_photo(photo, analysis, clear_failures=cleared)
+    if event.get("supersedes"):
+        cleared.add(str(event["supersedes"]))  # a reprocessed failure recorded under another id
+    requests = table.save_photo(photo, analysis, clear_failures=cleared, generation=_generation(event))
+    leftover = table.noted_faces(photo.org_id, photo.event_id, photo.photo_id)
+    leftover |= set((previous or {}).get("face_ids") or ())
+    stale = sorted(leftover - set(face_ids))
+    if stale:
+        rekognition.delete_faces(keys.collection_id(photo.org_id, photo.event_id), stale)
+        log.info("deleted superseded faces photo=%s faces=%d", photo.photo_id, len(stale))
+    table.forget_noted_faces(photo.org_id, photo.event_id, photo.photo_id)
+    uploads.mark(table, photo.raw_key, uploads.PROCESSED, photo_id=photo.photo_id)
     log.info("fanout photo=%s bibs=%d requests=%d", photo.photo_id, len(analysis.bibs), requests)
     return {"photo_id": photo.photo_id, "bibs": list(analysis.bibs), "requests": requests}
 
@@ -150,11 +197,38 @@ def record_failure(
         error=str(caught.get("Error") or "UnknownError"),
         cause=_readable_cause(caught.get("Cause"))[:_MAX_CAUSE],
         failed_at=iso_utc(now()),
-        extra={"bucket": source.bucket, "uploaded_at": source.uploaded_at, "raw_size": source.size},
+        extra={
+            "bucket": source.bucket,
+            "uploaded_at": source.uploaded_at,
+            "raw_size": source.size,
+            "raw_version": source.version,
+        },
     )
-    table.record_failure(raw.org_id, raw.event_id, photo_id, source.key, failure)
+    table.record_failure(
+        raw.org_id, raw.event_id, photo_id, source.key, failure, generation=_generation(event)
+    )
+    uploads.mark(
+        table,
+        source.key,
+        uploads.FAILED,
+        photo_id=photo_id,
+        error={"code": failure.error, "message": failure.cause},
+    )
     log.warning("failed photo=%s key=%s error=%s", photo_id, source.key, failure.error)
     return {"photo_id": photo_id, "status": "FAILED", "error": failure.error, "cause": failure.cause}
+
+
+def _duplicate(table: PhotoTable, raw_key: str, owner: dict[str, Any]) -> dict[str, Any]:
+    log.info("duplicate key=%s of photo=%s (raw key %s)", raw_key, owner["photo_id"], owner["raw_key"])
+    raw = keys.parse_raw_key(raw_key)
+    # Remembered on the claim, so deleting the photo deletes this copy of its bytes too.
+    table.note_duplicate(raw.org_id, raw.event_id, owner["sha256"], raw_key)
+    uploads.mark(table, raw_key, uploads.PROCESSED, duplicate_of=owner["photo_id"])
+    return {"duplicate_of": owner["photo_id"]}
+
+
+def _generation(event: dict[str, Any]) -> int:
+    return int(event.get("generation") or 0)
 
 
 def _photographer(metadata: dict[str, str], key: str) -> str | None:

@@ -7,7 +7,6 @@ app.py only picks HTTP status codes.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -15,23 +14,23 @@ from urllib.parse import quote
 
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
-from chalicelib.adapters.table import Page, PhotoTable
+from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import normalise_bib
-from chalicelib.domain.cursors import decode_cursor, encode_cursor
 from chalicelib.domain.errors import (
     CollectionNotFound,
     EmptyBody,
     InvalidBib,
     InvalidHandle,
     InvalidId,
-    InvalidLimit,
     NoFaceInImage,
     PhotoNotFound,
     SelfieTooLarge,
 )
 from chalicelib.domain.model import failed_view, photo_view
+from chalicelib.services import events, listing
+from chalicelib.services.events import EventGate
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +53,14 @@ def gallery(
     limit: str | None,
     cursor: str | None,
     table: PhotoTable,
+    gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of an event's processed photos, newest capture first."""
-    check_event(org_id, event_id)
-    return _page(
-        url_for,
+    gate.require_published(org_id, event_id)
+    return listing.page(
+        lambda item: photo_view(item, url_for(item)),
         settings,
         ("gallery", org_id, event_id),
         limit=limit,
@@ -77,16 +77,17 @@ def bib_photos(
     limit: str | None,
     cursor: str | None,
     table: PhotoTable,
+    gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
-    check_event(org_id, event_id)
+    gate.require_published(org_id, event_id)
     normalised = normalise_bib(bib, settings.bib_rules)
     if normalised is None:
         raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
-    page = _page(
-        url_for,
+    page = listing.page(
+        lambda item: photo_view(item, url_for(item)),
         settings,
         ("bib", org_id, event_id, normalised),
         limit=limit,
@@ -104,16 +105,17 @@ def photographer_photos(
     limit: str | None,
     cursor: str | None,
     table: PhotoTable,
+    gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
 ) -> dict[str, Any]:
     """Return one page of one photographer's photos in an event (`@Handle` is `handle`)."""
-    check_event(org_id, event_id)
+    gate.require_published(org_id, event_id)
     normalised = keys.normalise_handle(handle)
     if normalised is None or not keys.is_valid_handle(normalised):
         raise InvalidHandle(f"{handle!r} is not a photographer handle (1-64 characters, no '#' or '/')")
-    page = _page(
-        url_for,
+    page = listing.page(
+        lambda item: photo_view(item, url_for(item)),
         settings,
         ("photographer", org_id, event_id, normalised),
         limit=limit,
@@ -125,9 +127,11 @@ def photographer_photos(
     return {"photographer": normalised, **page}
 
 
-def photo(org_id: str, event_id: str, photo_id: str, *, table: PhotoTable, url_for: UrlFor) -> dict[str, Any]:
+def photo(
+    org_id: str, event_id: str, photo_id: str, *, table: PhotoTable, gate: EventGate, url_for: UrlFor
+) -> dict[str, Any]:
     """Return one photo, or its failure record; raise PhotoNotFound if neither exists."""
-    check_event(org_id, event_id)
+    gate.require_published(org_id, event_id)
     if not ids.is_photo_id(photo_id):
         raise InvalidId(f"{photo_id!r} is not a photo id (26 characters of Crockford base32)")
     item = table.photo(org_id, event_id, photo_id)
@@ -146,11 +150,12 @@ def selfie_search(
     *,
     rekognition: Rekognition,
     table: PhotoTable,
+    gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
 ) -> dict[str, Any]:
     """Return the event's photos showing the selfie's (largest) face, best similarity first."""
-    check_event(org_id, event_id)
+    events.require_faces(gate.require_published(org_id, event_id))  # before any Rekognition call
     if not body:
         raise EmptyBody("send the selfie as the request body (image/jpeg or image/png)")
     if len(body) > settings.selfie_max_bytes:
@@ -209,40 +214,4 @@ def selfie_search(
 
 def check_event(org_id: str, event_id: str) -> None:
     """Raise InvalidId unless both ids are well formed."""
-    for label, value in (("organisation", org_id), ("event", event_id)):
-        if not keys.is_valid_id(value):
-            raise InvalidId(
-                f"{value!r} is not a valid {label} id (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"
-            )
-
-
-def _limit(raw: str | None, settings: Settings) -> int:
-    if raw is None or raw == "":
-        return settings.page_default_limit
-    if not raw.isascii() or not raw.isdigit():  # int() would also take "1_0", " 7" or "+5"
-        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}, got {raw!r}")
-    value = int(raw)
-    if not 1 <= value <= settings.page_max_limit:
-        raise InvalidLimit(f"limit must be an integer from 1 to {settings.page_max_limit}, got {value}")
-    return value
-
-
-def _page(
-    url_for: UrlFor,
-    settings: Settings,
-    listing: tuple[str, ...],
-    *,
-    limit: str | None,
-    cursor: str | None,
-    fetch: Callable[[int, dict[str, Any] | None], Page],
-) -> dict[str, Any]:
-    size = _limit(limit, settings)
-    secret = settings.cursor_secret.encode()
-    # The cursor is bound to this exact listing (its kind and every part that names it).
-    scope = json.dumps(listing)
-    # An empty cursor is a malformed one, not a missing one (decode_cursor refuses it).
-    page = fetch(size, decode_cursor(cursor, scope, secret) if cursor is not None else None)
-    return {
-        "photos": [photo_view(item, url_for(item)) for item in page.items],
-        "next_cursor": encode_cursor(scope, page.last_key, secret) if page.last_key else None,
-    }
+    events.check_ids(org_id, event_id)

@@ -81,6 +81,18 @@ class FakeRekognition:
             faces.update(new)
         return list(new)
 
+    def delete_faces(self, collection_id: str, face_ids: list[str]) -> None:
+        self._maybe_raise("delete_faces")
+        with self._lock:
+            faces = self.collections.get(collection_id, {})
+            for face_id in face_ids:
+                faces.pop(face_id, None)
+
+    def delete_collection(self, collection_id: str) -> bool:
+        self._maybe_raise("delete_collection")
+        with self._lock:
+            return self.collections.pop(collection_id, None) is not None
+
     def detect_faces(self, image: bytes) -> list[FaceBox]:
         self._maybe_raise("detect_faces")
         people = self._people(image)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.domain import ids
-from chalicelib.domain.model import Analysis, Failure, Photo, iso_utc
+from chalicelib.domain.model import Analysis, EventSettings, Failure, Photo, iso_utc
 
 START = datetime(2025, 5, 4, 8, 0, tzinfo=UTC)
 
@@ -41,8 +42,17 @@ def make_photo(
     )
 
 
-def seed(table: PhotoTable, photos: list[tuple[Photo, tuple[str, ...]]]) -> None:
-    """Save (photo, bibs) pairs, each with one face, as Fanout does."""
+def publish(table: PhotoTable, org_id: str, event_id: str, **settings: Any) -> dict[str, Any]:
+    """Create (or update) an event, published unless `published=False` is given; return its record."""
+    values = {"name": f"{event_id} race", "date": "2025-05-04", "published": True, **settings}
+    return table.put_event(org_id, event_id, EventSettings(**values), now="2025-05-01T09:00:00Z")
+
+
+def seed(table: PhotoTable, photos: list[tuple[Photo, tuple[str, ...]]], *, published: bool = True) -> None:
+    """Save (photo, bibs) pairs, each with one face, as Fanout does, in published events."""
+    for org_id, event_id in dict.fromkeys((photo.org_id, photo.event_id) for photo, _ in photos):
+        if table.event(org_id, event_id) is None:
+            publish(table, org_id, event_id, published=published)
     for photo, bibs in photos:
         table.save_photo(photo, Analysis(bibs=bibs, face_ids=("face-1",)))
 
@@ -56,9 +66,16 @@ def record_failed(
     error: str = "CorruptImage",
     cause: str = "JPEG is truncated",
     filename: str = "broken.jpg",
+    bucket: str = "photos",
 ) -> str:
-    """Record the failure of the n-th upload of an event; return its photo id."""
+    """Record the failure of the n-th upload of an event, as RecordFailure does; return its photo id."""
     photo_id = make_photo(org_id, event_id, n).photo_id
-    failure = Failure(error=error, cause=cause, failed_at="2025-05-04T09:00:00Z")
+    extra = {
+        "bucket": bucket,
+        "uploaded_at": "2025-05-04T08:59:00Z",
+        "raw_size": 400,
+        "raw_version": "etag-1",
+    }
+    failure = Failure(error=error, cause=cause, failed_at="2025-05-04T09:00:00Z", extra=extra)
     table.record_failure(org_id, event_id, photo_id, f"{org_id}/{event_id}/raw/{filename}", failure)
     return photo_id

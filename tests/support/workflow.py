@@ -116,6 +116,6 @@ def items_by_type(res: StageResources) -> dict[str, list[dict[str, Any]]]:
     for page in ddb.get_paginator("scan").paginate(TableName=res.table_name):
         for raw in page["Items"]:
             item = {k: deserializer.deserialize(v) for k, v in raw.items()}
-            kind = "FAILED" if item.get("status") == "FAILED" else item["type"]
+            kind = "FAILED" if item.get("status") == "FAILED" else item.get("type", "COUNTER")
             grouped.setdefault(kind, []).append(item)
     return grouped
