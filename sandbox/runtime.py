@@ -1,7 +1,8 @@
 """The whole SnapRace system in one process, with no AWS account.
 
 - moto's server (S3, SQS with its dead-letter queue, DynamoDB, Step Functions, STS) on one port,
-  with the stage's resources created as the deploy path creates them;
+  with the stage's resources created as the deploy path creates them, and S3's POST policy rules
+  applied to browser-form uploads (sandbox.s3_post), which moto's S3 skips;
 - Step Functions executing the real statemachine.json, its Task states calling the app's
   `@app.lambda_function`s in this process (sandbox.lambdas);
 - a poller feeding the ingest queue to the app's `@app.on_sqs_message` handler the way Lambda's
@@ -27,6 +28,7 @@ import boto3
 
 from sandbox.lambdas import LocalLambdas
 from sandbox.resources import StageResources, create_stage_resources
+from sandbox.s3_post import install_post_policy_gate
 from sandbox.stage import function_name, stage_environment
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,10 @@ class Sandbox:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports.aws, verbose=False)
         server.start()
         self._stoppers.append(server.stop)
+        # moto's S3 stores any browser-form (presigned POST) upload without reading its policy;
+        # real S3 refuses a wrong key, content type or size, an expired policy or a bad signature.
+        # The gate checks each such form as S3 does, signed with the key the sandbox's clients use.
+        install_post_policy_gate(server, secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
 
     def _start_rekognition(self) -> None:
         from sandbox.rekognition_service import LocalRekognition, make_server

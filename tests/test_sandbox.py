@@ -9,6 +9,8 @@ import urllib.request
 
 import boto3
 import pytest
+import urllib3
+from botocore.config import Config
 
 from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
@@ -83,6 +85,32 @@ def test_corrupt_file_ends_as_a_failed_photo_with_a_reason(sandbox):
     assert failed["error"] == "CorruptImage" and "truncated" in failed["cause"].lower()
     status, body = api(sandbox, f"/events/demo/broken/photos/{failed['photo_id']}")
     assert status == 200 and body["status"] == "FAILED" and body["reason"]["code"] == "CorruptImage"
+
+
+def test_a_photographers_presigned_post_is_checked_and_then_processed(sandbox):
+    res = sandbox.resources
+    # Signed as the app's clients sign (chalicelib/clients.py): a fresh session reads the sandbox's
+    # credentials, where boto3's default session keeps whatever it first read in this process.
+    s3 = boto3.session.Session().client("s3", config=Config(signature_version="v4"))
+    key = "demo/post/raw/finish.jpg"
+    post = s3.generate_presigned_post(
+        res.bucket,
+        key,
+        Fields={"Content-Type": "image/jpeg", "x-amz-meta-photographer": "@Snap.Shooter"},
+        Conditions=[
+            {"Content-Type": "image/jpeg"},
+            ["content-length-range", 1, 10 * 1024 * 1024],
+            {"x-amz-meta-photographer": "@Snap.Shooter"},
+        ],
+    )
+    photo = ("finish.jpg", jpeg_bytes(), "image/jpeg")
+    wrong_type = {**post["fields"], "Content-Type": "image/png", "file": photo}
+    refused = urllib3.request("POST", post["url"], fields=wrong_type, timeout=30)
+    assert refused.status == 403 and b"<Code>AccessDenied</Code>" in refused.data
+    accepted = urllib3.request("POST", post["url"], fields={**post["fields"], "file": photo}, timeout=30)
+    assert accepted.status == 204, accepted.data
+    outcome = wait_for([key], table_name=res.table_name, org="demo", event="post", timeout=300, out=None)
+    assert outcome.processed[key]["photographer"] == "snap.shooter"
 
 
 def test_the_same_file_uploaded_twice_is_one_photo(sandbox, samples):
