@@ -11,6 +11,7 @@ from pathlib import Path
 
 import boto3
 
+from chalicelib.adapters.table import PhotoTable
 from sandbox.runtime import DEFAULT_PORTS, STAGE, Ports, Sandbox, sandbox_environment
 
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest.add_argument("--event", required=True)
     ingest.add_argument("--photographer")
     ingest.add_argument("--aws-port", type=int, default=DEFAULT_PORTS["aws"])
+    ingest.add_argument("--api-port", type=int, default=DEFAULT_PORTS["api"])
     ingest.add_argument("--timeout", type=float, default=1800.0)
 
     evaluate = commands.add_parser(
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from sandbox.samples import ensure_samples
-    from sandbox.uploads import photo_files, publish_event, upload, wait_for
+    from sandbox.uploads import organiser_token, publish_event
 
     sandbox = Sandbox(ports=Ports(api=args.port))
     print("starting the sandbox (moto, Step Functions, local Rekognition, API)...", file=sys.stderr)
@@ -67,29 +69,31 @@ def _serve(args: argparse.Namespace) -> int:
     if directory is None and not args.no_samples:
         samples = ensure_samples()
         directory = samples.photos
+    publish_event(res.table_name, args.org, args.event)
+    token = organiser_token(res.table_name, args.org)
     counts = "no photos ingested"
+    bibs: list[str] = []
     if directory is not None:
-        files, skipped = photo_files(directory)
-        started = time.monotonic()
-        publish_event(res.table_name, args.org, args.event)
-        keys = upload(files, directory, bucket=res.bucket, org=args.org, event=args.event)
-        outcome = wait_for(keys, table_name=res.table_name, org=args.org, event=args.event, started=started)
-        _print_summary(outcome, skipped)
+        report = _upload(directory, sandbox.api_url, token, args.org, args.event, None, timeout=1800.0)
         counts = (
-            f"{len(outcome.processed)} photos processed, {len(outcome.failed)} failed,"
-            f" {len(outcome.missing)} unaccounted, {outcome.photos_per_minute:.1f} photos/min"
+            f"{report.count('PROCESSED')} photos processed, {report.count('FAILED')} failed, "
+            f"{len(report.files) - report.count('PROCESSED', 'FAILED')} unaccounted"
         )
-        bibs = sorted({bib for item in outcome.processed.values() for bib in item.get("bibs", [])})
-    else:
-        bibs = []
+        table = PhotoTable(boto3.client("dynamodb"), res.table_name)
+        bibs = sorted(
+            {bib for record in table.event_records(args.org, args.event) for bib in record.get("bibs", [])}
+        )
     base = f"{sandbox.api_url}/events/{args.org}/{args.event}"
     selfie = samples.selfie if samples else Path("selfie.jpg")
     print(f"ready: {counts}")
     print(f"  API:         {sandbox.api_url}  (stage {STAGE})")
     print(f"  S3 endpoint: {sandbox.aws_url}  bucket {res.bucket}")
+    print(f"  organiser token for {args.org}: {token}")
     print(
-        f"  upload:      aws --endpoint-url {sandbox.aws_url} s3 cp PHOTO.jpg s3://{res.bucket}/{args.org}/{args.event}/raw/"
+        f"  upload:      python -m scripts.upload FOLDER --org {args.org} --event {args.event} --token {token}"
+        f" --api {sandbox.api_url}"
     )
+    print(f"  event:       curl '{base}'")
     print(f"  gallery:     curl '{base}/photos?limit=10'")
     print(f"  bib search:  curl '{base}/bibs/{bibs[0] if bibs else '1234'}/photos'")
     print(
@@ -107,41 +111,40 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from sandbox.resources import bucket_name
     from sandbox.stage import stage_environment
-    from sandbox.uploads import photo_files, publish_event, upload, wait_for
+    from sandbox.uploads import organiser_token, publish_event
 
     os.environ.update(sandbox_environment(Ports(aws=args.aws_port)))
-    account = boto3.client("sts").get_caller_identity()["Account"]
-    bucket = bucket_name(STAGE, account)
     table = stage_environment(STAGE)["TABLE_NAME"]
     if not args.directory.is_dir():
         print(f"error: {args.directory} is not a folder", file=sys.stderr)
         return 2
-    files, skipped = photo_files(args.directory)
-    started = time.monotonic()
     publish_event(table, args.org, args.event)
-    keys = upload(
-        files, args.directory, bucket=bucket, org=args.org, event=args.event, photographer=args.photographer
+    token = organiser_token(table, args.org)
+    api = f"http://127.0.0.1:{args.api_port}"
+    report = _upload(
+        args.directory, api, token, args.org, args.event, args.photographer, timeout=args.timeout
     )
-    outcome = wait_for(
-        keys, table_name=table, org=args.org, event=args.event, timeout=args.timeout, started=started
-    )
-    _print_summary(outcome, skipped)
-    return 0 if not outcome.missing else 1
+    return 0 if report.accounted else 1
 
 
-def _print_summary(outcome, skipped) -> None:
-    print(
-        f"processed {len(outcome.processed)}, failed {len(outcome.failed)}, unaccounted {len(outcome.missing)},"
-        f" {outcome.photos_per_minute:.1f} photos/min"
+def _upload(
+    directory: Path, api: str, token: str, org: str, event: str, photographer: str | None, *, timeout: float
+):
+    """Upload a folder as a photographer does (scripts.upload: presigned POSTs through the API)."""
+    from scripts import upload
+
+    report = upload.run(
+        directory,
+        upload.Api(api, token, org, event),
+        photographer=photographer,
+        workers=4,
+        timeout=timeout,
+        poll=1.0,
+        out=sys.stderr,
     )
-    for key, item in sorted(outcome.failed.items()):
-        print(f"  FAILED {key}: {item.get('error')}: {item.get('cause')}")
-    for key in outcome.missing:
-        print(f"  NOT ACCOUNTED FOR {key}")
-    for path, why in skipped:
-        print(f"  SKIPPED {path}: {why}")
+    upload.print_summary(report, sys.stdout)
+    return report
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,8 @@ from chalice.local import (
 from infra import gateway
 from sandbox.stage import PROJECT_DIR
 
+log = logging.getLogger(__name__)
+
 
 class _EveryMethodHandler(ChaliceRequestHandler):
     # http.server answers a method its handler has no do_<METHOD> for (TRACE, CONNECT, QUERY...)
@@ -28,6 +31,9 @@ class _EveryMethodHandler(ChaliceRequestHandler):
         if name.startswith("do_"):
             return self._generic_handle
         raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("api %s", format % args)  # not a line on stderr per request
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
         # What the deployment's GatewayResponses answer instead (infra/gateway.py).

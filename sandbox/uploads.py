@@ -13,6 +13,7 @@ import boto3
 
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.domain.model import EventSettings, iso_utc
+from chalicelib.services import auth
 from sandbox.resources import UPLOAD_SUFFIXES
 
 
@@ -41,6 +42,13 @@ def publish_event(table_name: str, org: str, event: str) -> None:
     else:
         settings = replace(EventSettings.from_dict(record), published=True)
     table.put_event(org, event, settings, now=iso_utc(datetime.now(UTC)))
+
+
+def organiser_token(table_name: str, org: str) -> str:
+    """Create an organiser token for `org` (the sandbox's operator has the table's credentials)."""
+    table = PhotoTable(boto3.client("dynamodb"), table_name)
+    token, _ = auth.create_token(org, label="sandbox", table=table, now=iso_utc(datetime.now(UTC)))
+    return token
 
 
 def photo_files(directory: Path) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -185,6 +185,10 @@ def run(
             file.upload_id = answer["upload_id"]
             if "url" in answer:
                 to_send.append((file, answer))
+            elif answer.get("status") == "FAILED":  # sent before, and failed: reprocess retries it
+                error = answer.get("error") or {}
+                file.status, file.known = "FAILED", True
+                file.reason = f"{error.get('code', 'Failed')}: {error.get('message', '')}".strip()
             else:  # these bytes are already in the event
                 file.status, file.photo_id, file.known = "ALREADY", answer.get("photo_id"), True
     sent = Progress(out, len(to_send), "upload")
@@ -268,8 +272,7 @@ def print_summary(report: Report, out: TextIO) -> None:
     processed, failed = report.count("PROCESSED"), report.count("FAILED")
     known = sum(1 for f in report.files if f.known)
     print(
-        f"{len(report.files)} photos: {processed} processed ({known} already in the event, not sent again), "
-        f"{failed} failed, "
+        f"{len(report.files)} photos: {processed} processed, {failed} failed ({known} sent before, not sent again), "
         f"{len(report.files) - processed - failed} not accounted for; {len(report.skipped)} other files skipped; "
         f"{report.seconds:.1f} s",
         file=out,

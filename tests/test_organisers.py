@@ -591,3 +591,22 @@ def test_uploads_keys_carry_their_upload_id(table):
     assert raw.upload_id == "01JTB2Y4X0ABCDEFGHJKMNPQRS" and raw.original_filename == "IMG 1.jpg"
     assert keys.parse_raw_key("acme/e1/raw/finish/IMG 1.jpg").upload_id is None
     assert keys.parse_raw_key("acme/e1/raw/IMG 1.jpg").upload_id is None
+
+
+def test_bytes_that_failed_get_no_url_but_their_failure(client, table, acme, resources, lambdas):
+    # Sent again, identical bytes would be the same object (same key, same ETag): no run would
+    # start and the upload would wait forever. The answer says they failed, and why.
+    publish(table, "acme", "e1")
+    data = _jpeg()[:300]
+    file = {
+        "filename": "cut.jpg",
+        "content_type": "image/jpeg",
+        "size": len(data),
+        "sha256": ids.content_digest(data).hex(),
+    }
+    (grant,) = _request(client, acme, file)
+    _deliver(resources, grant, data)
+    drain_queue(resources, client)
+    wait_for_executions(resources, 1)
+    (again,) = _request(client, acme, file)
+    assert "url" not in again and again["status"] == "FAILED" and again["error"]["code"] == "CorruptImage"

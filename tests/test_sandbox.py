@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from sandbox.runtime import Ports, QueuePoller, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
-from sandbox.uploads import photo_files, publish_event, upload, wait_for
+from sandbox.uploads import organiser_token, photo_files, publish_event, upload, wait_for
 from tests.support.workflow import jpeg_bytes
 
 
@@ -111,6 +111,49 @@ def test_a_photographers_presigned_post_is_checked_and_then_processed(sandbox):
     assert accepted.status == 204, accepted.data
     outcome = wait_for([key], table_name=res.table_name, org="demo", event="post", timeout=300, out=None)
     assert outcome.processed[key]["photographer"] == "snap.shooter"
+
+
+def test_the_photographers_command_uploads_a_folder_once_and_accounts_for_every_file(
+    sandbox, samples, tmp_path
+):
+    import io
+    import shutil
+
+    from scripts import upload as command
+
+    folder = tmp_path / "card"
+    shutil.copytree(samples.photos, folder)
+    (folder / "cut-off.jpg").write_bytes(jpeg_bytes()[:400])
+    (folder / "notes.txt").write_text("not a photo")
+    res = sandbox.resources
+    publish_event(res.table_name, "demo", "cli")
+    token = organiser_token(res.table_name, "demo")
+    api = command.Api(sandbox.api_url, token, "demo", "cli")
+
+    first = command.run(
+        folder, api, photographer="@Snap.Shooter", workers=2, timeout=600, poll=0.5, out=io.StringIO()
+    )
+    assert first.accounted
+    assert first.count("PROCESSED") == len(samples.bibs) and first.count("FAILED") == 1
+    (failed,) = [f for f in first.files if f.status == "FAILED"]
+    assert failed.name == "cut-off.jpg" and failed.reason.startswith("CorruptImage")
+    assert first.skipped == [("notes.txt", first.skipped[0][1])]
+
+    second = command.run(
+        folder, api, photographer="@Snap.Shooter", workers=2, timeout=600, poll=0.5, out=io.StringIO()
+    )
+    assert second.accounted, [(f.name, f.status, f.reason) for f in second.files]
+    assert all(f.known for f in second.files)  # nothing was sent again, the failed file included
+    assert [(f.status, f.reason) for f in second.files if f.name == "cut-off.jpg"] == [
+        ("FAILED", failed.reason)
+    ]
+    status, event = api_get(sandbox, "/events/demo/cli")
+    assert status == 200 and event["photo_count"] == len(samples.bibs)
+    assert event["photographers"] == [{"handle": "snap.shooter", "photo_count": len(samples.bibs)}]
+
+
+def api_get(sandbox, path):
+    return api(sandbox, path)
 
 
 def test_the_same_file_uploaded_twice_is_one_photo(sandbox, samples):

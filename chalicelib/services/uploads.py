@@ -2,8 +2,9 @@
 
 An upload's record is written when its POST is signed (PENDING); the trigger marks it PROCESSING,
 Fanout PROCESSED with its photo id, RecordFailure FAILED with the reason. A file whose bytes the
-event already has (same SHA-256, sent by the client as `sha256`) gets no URL: its answer names the
-photo that has them, so re-running an upload command uploads nothing twice. Without `sha256`, the
+event already has (same SHA-256, sent by the client as `sha256`) gets no URL: its answer says where
+those bytes stand (the photo that has them, or the failure and its reason), so re-running an
+upload command uploads nothing twice. Without `sha256`, the
 pipeline still folds equal bytes into one photo when it reads them (see pipeline.preprocess).
 """
 
@@ -74,15 +75,15 @@ def request_uploads(
             )
             continue
         existing = table.upload(org_id, event_id, upload_id) if file.get("sha256") else None
-        if existing is not None and existing["status"] in (PROCESSING, PROCESSED):
-            answers.append(
-                {
-                    "upload_id": upload_id,
-                    "status": existing["status"],
-                    "photo_id": existing.get("photo_id"),
-                    "duplicate": True,
-                }
-            )
+        if existing is not None and existing["status"] != PENDING:
+            # These bytes were sent before. Sent again they would be the same object (same key, same
+            # ETag): no new run would start. Say where they stand; a failed one is retried by reprocess.
+            answer = {"upload_id": upload_id, "status": existing["status"], "duplicate": True}
+            if existing.get("photo_id"):
+                answer["photo_id"] = existing["photo_id"]
+            if existing["status"] == FAILED and existing.get("error"):
+                answer["error"] = existing["error"]
+            answers.append(answer)
             continue
         extension = CONTENT_TYPES[file["content_type"]]
         key = keys.upload_key(org_id, event_id, upload_id, keys.safe_filename(file["filename"], extension))
