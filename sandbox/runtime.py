@@ -6,7 +6,8 @@
   `@app.lambda_function`s in this process (sandbox.lambdas);
 - a poller feeding the ingest queue to the app's `@app.on_sqs_message` handler the way Lambda's
   event source mapping does;
-- a local Rekognition (sandbox.rekognition_service) with offline OCR and face engines;
+- a local Rekognition (sandbox.rekognition_service) with offline OCR and face engines (or the
+  synthetic ones, for scale runs), optionally under a per-operation requests-per-second quota;
 - the API through Chalice's local server, stage `local`.
 
 The app's code is unchanged: this module only sets the endpoints (AWS_ENDPOINT_URL*) and ports.
@@ -21,13 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from sandbox.lambdas import LocalLambdas
+from sandbox.quota import RateQuota
 from sandbox.resources import StageResources, create_stage_resources
 from sandbox.stage import function_name, stage_environment
+
+if TYPE_CHECKING:
+    from sandbox.rekognition_service import LocalRekognition
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +86,12 @@ class Sandbox:
     retry_sleep_scale: float = 1.0
     # AWS scales Rekognition out; this machine has two cores and one engine. Holding the queue while
     # this many executions run keeps each Rekognition call's wait short (the app's clients time
-    # out after 60 s and retry, which only piles more work on the engine).
-    max_running_executions: int = 3
+    # out after 60 s and retry, which only piles more work on the engine). None: never hold (scale
+    # runs on the synthetic engines, where the quota, not the engine, is the limit).
+    max_running_executions: int | None = 3
+    quota: RateQuota | None = None  # the local Rekognition's TPS quota; None: unlimited
     resources: StageResources | None = None
+    rekognition: LocalRekognition | None = None  # after start(): the service, with its call counts
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -156,9 +164,13 @@ class Sandbox:
             request = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
             return s3.get_object(**request)["Body"].read()
 
-        server = make_server(LocalRekognition(ocr, faces, read_s3, REGION), port=self.ports.rekognition)
+        service = LocalRekognition(ocr, faces, read_s3, REGION, quota=self.quota)
+        if self.quota is not None:
+            log.info("rekognition quota %s", self.quota.describe())
+        server = make_server(service, port=self.ports.rekognition)
         threading.Thread(target=server.serve_forever, name="rekognition", daemon=True).start()
-        self._stoppers.append(lambda: (server.shutdown(), server.server_close()))
+        self.rekognition = service
+        self._stoppers.append(lambda: (server.shutdown(), server.server_close(), service.log_call_counts()))
 
     def _start_poller(self, lambdas: LocalLambdas, app) -> None:
         batch_size = next(
@@ -167,9 +179,13 @@ class Sandbox:
         sfn = boto3.client("stepfunctions")
         machine = self.resources.state_machine_arn
 
+        limit = self.max_running_executions
+
         def busy() -> bool:
+            if limit is None:
+                return False
             running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")["executions"]
-            return len(running) >= self.max_running_executions
+            return len(running) >= limit
 
         poller = QueuePoller(
             queue_url=self.resources.queue_url,
@@ -275,3 +291,16 @@ def offline_engines() -> tuple[Any, Any]:
     from sandbox.engines.ocr import OcrEngine
 
     return OcrEngine(), FaceEngine()
+
+
+def synthetic_engines() -> tuple[Any, Any]:
+    """The synthetic engines: milliseconds per call, reading codes drawn into generated photos."""
+    from sandbox.engines.synthetic import synthetic_engines as engines
+
+    return engines()
+
+
+ENGINES: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "offline": offline_engines,
+    "synthetic": synthetic_engines,
+}
