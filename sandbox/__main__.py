@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "--engine",
         choices=sorted(ENGINES),
         default="offline",
-        help="the local Rekognition's engines (synthetic: reads only codes drawn by sandbox.burst)",
+        help="the local Rekognition's engines (synthetic: reads only the codes synthetic_photo draws)",
     )
 
     ingest = commands.add_parser("ingest", help="upload a folder into a running sandbox and wait")
