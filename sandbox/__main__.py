@@ -1,4 +1,4 @@
-"""Command line: `python -m sandbox serve | ingest | evaluate` (see README)."""
+"""Command line: `python -m sandbox serve | ingest | evaluate | burst` (see README and sandbox.burst)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from pathlib import Path
 import boto3
 
 from chalicelib.adapters.table import PhotoTable
-from sandbox.runtime import DEFAULT_PORTS, STAGE, Ports, Sandbox, sandbox_environment
+from sandbox.quota import ENVIRONMENT_VARIABLE, InvalidQuota, RateQuota, parse_quota, quota_from_environment
+from sandbox.rekognition_service import OPERATIONS
+from sandbox.runtime import DEFAULT_PORTS, ENGINES, STAGE, Ports, Sandbox, sandbox_environment
+
+_TPS_HELP = (
+    "the local Rekognition's requests per second per operation: T (every operation), or"
+    " Operation=T,... (e.g. DetectText=5,IndexFaces=5), or both (5,IndexFaces=2);"
+    f" default ${ENVIRONMENT_VARIABLE}, else unlimited"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--event", default="city-10k")
     serve.add_argument("--port", type=int, default=DEFAULT_PORTS["api"], help="API port")
     serve.add_argument("--no-samples", action="store_true", help="ingest nothing unless --photos is given")
+    serve.add_argument("--rekognition-tps", type=_quota, help=_TPS_HELP)
+    serve.add_argument(
+        "--engine",
+        choices=sorted(ENGINES),
+        default="offline",
+        help="the local Rekognition's engines (synthetic: reads only the codes synthetic_photo draws)",
+    )
 
     ingest = commands.add_parser("ingest", help="upload a folder into a running sandbox and wait")
     ingest.add_argument("directory", type=Path)
@@ -43,12 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--faces", type=Path, help="identities.csv of faces-dev-style identities")
     evaluate.add_argument("--verbose", action="store_true", help="list every photo the engines got wrong")
 
+    burst = commands.add_parser(
+        "burst",
+        help="upload N generated photos at once into a private sandbox under a quota; one summary line",
+    )
+    burst.add_argument("--photos", type=int, required=True, help="how many photos to upload at once")
+    burst.add_argument("--rekognition-tps", type=_quota, help=_TPS_HELP)
+    burst.add_argument("--engine", choices=sorted(ENGINES), default="synthetic")
+    burst.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every photo")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.command in ("serve", "burst") and args.rekognition_tps is None:
+        try:
+            args.rekognition_tps = quota_from_environment(os.environ, OPERATIONS)
+        except InvalidQuota as exc:
+            parser.error(f"{ENVIRONMENT_VARIABLE}: {exc}")
     if args.command == "serve":
         return _serve(args)
     if args.command == "ingest":
         return _ingest(args)
+    if args.command == "burst":
+        return _burst(args)
     from sandbox.evaluate import run as run_evaluation
 
     if not (args.bibs or args.faces):
@@ -60,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sandbox.samples import ensure_samples
     from sandbox.uploads import organiser_token, publish_event
 
-    sandbox = Sandbox(ports=Ports(api=args.port))
+    sandbox = Sandbox(ports=Ports(api=args.port), engines=ENGINES[args.engine], quota=args.rekognition_tps)
     print("starting the sandbox (moto, Step Functions, local Rekognition, API)...", file=sys.stderr)
     sandbox.start()
     res = sandbox.resources
@@ -126,6 +157,30 @@ def _ingest(args: argparse.Namespace) -> int:
         args.directory, api, token, args.org, args.event, args.photographer, timeout=args.timeout
     )
     return 0 if report.accounted else 1
+
+
+def _burst(args: argparse.Namespace) -> int:
+    from sandbox.burst import run_burst
+
+    if args.photos < 1:
+        print("error: --photos must be at least 1", file=sys.stderr)
+        return 2
+    quota = args.rekognition_tps
+    print(
+        f"burst: {args.photos} photos, engine {args.engine},"
+        f" quota {quota.describe() if quota else 'unlimited'}; starting a private sandbox...",
+        file=sys.stderr,
+    )
+    result = run_burst(args.photos, quota=quota, engine=args.engine, timeout=args.timeout, out=sys.stderr)
+    print(result.summary_line(), flush=True)
+    return 0 if not result.lost else 1
+
+
+def _quota(text: str) -> RateQuota | None:
+    try:
+        return parse_quota(text, OPERATIONS)
+    except InvalidQuota as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _upload(

@@ -9,6 +9,15 @@ Behind it: an offline OCR engine for DetectText and an offline face engine (dete
 embeddings) for the face operations; face collections live in memory for the process's life.
 Operations: DetectText, DetectFaces, IndexFaces, SearchFacesByImage, CreateCollection,
 DescribeCollection, DeleteCollection, ListFaces, DeleteFaces.
+
+Quota (optional, sandbox.quota): requests per second per operation, as AWS sets Rekognition's TPS
+quotas. A call past its operation's quota is answered as the service answers it: status 400,
+`{"__type": "ThrottlingException", "message": "Rate exceeded"}`, which botocore raises as a
+ClientError with code ThrottlingException (and its standard retry mode retries as throttling).
+botocore's model marks ThrottlingException as a server fault, which the JSON protocol would send as
+a 500 when no status is given; the 400 here is what AWS's front end actually sends for "Rate
+exceeded", and botocore reads the code from `__type` either way. Every call is counted per
+operation: answered (past the quota, whatever the answer) or throttled.
 """
 
 from __future__ import annotations
@@ -18,12 +27,16 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+from sandbox.quota import OperationLimiter, RateQuota
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +80,18 @@ class ImageSource(Protocol):
     def __call__(self, bucket: str, key: str, version: str | None) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class CallCount:
+    """Calls of one operation: answered (past the quota, with a result or an error) and throttled."""
+
+    answered: int = 0
+    throttled: int = 0
+
+    @property
+    def calls(self) -> int:
+        return self.answered + self.throttled
+
+
 @dataclass
 class StoredFace:
     face_id: str
@@ -100,7 +125,14 @@ class LocalRekognition:
     """The service's behaviour, independent of HTTP."""
 
     def __init__(
-        self, ocr: OcrEngine, faces: FaceEngine, read_s3: ImageSource, region: str = "us-east-1"
+        self,
+        ocr: OcrEngine,
+        faces: FaceEngine,
+        read_s3: ImageSource,
+        region: str = "us-east-1",
+        *,
+        quota: RateQuota | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ocr = ocr
         self._faces = faces
@@ -110,12 +142,51 @@ class LocalRekognition:
         self._lock = threading.Lock()
         # Two cores: one engine call at a time keeps each call fast instead of all slow.
         self._engine = threading.Semaphore(1)
+        self.quota = quota
+        self._limiter = OperationLimiter(quota, clock=clock) if quota is not None else None
+        self._counts: dict[str, CallCount] = {}
+        self._counts_lock = threading.Lock()
 
     def handle(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         handler = getattr(self, f"_op_{operation}", None)
         if handler is None:
             raise ServiceError("UnknownOperationException", f"operation {operation} is not supported here")
-        return handler(params)
+        if self._limiter is not None and not self._limiter.admit(operation):
+            self._count(operation, throttled=1)
+            log.debug("rekognition throttled operation=%s", operation)
+            raise ServiceError("ThrottlingException", "Rate exceeded")
+        try:
+            return handler(params)
+        finally:
+            self._count(operation, answered=1)
+
+    def call_counts(self) -> dict[str, CallCount]:
+        """Calls so far per operation (a snapshot)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def log_call_counts(self) -> None:
+        """Log one line per operation called: calls answered and throttled."""
+        for operation, count in sorted(self.call_counts().items()):
+            log.info(
+                "rekognition calls operation=%s answered=%d throttled=%d quota=%s",
+                operation,
+                count.answered,
+                count.throttled,
+                _rate_text(self.quota, operation),
+            )
+
+    def _count(self, operation: str, *, answered: int = 0, throttled: int = 0) -> None:
+        with self._counts_lock:
+            count = self._counts.get(operation, CallCount())
+            self._counts[operation] = CallCount(count.answered + answered, count.throttled + throttled)
+        if throttled and not count.throttled:
+            # Once per operation: the first sign a run is quota-bound; the totals come from log_call_counts.
+            log.warning(
+                "rekognition quota reached operation=%s quota=%s",
+                operation,
+                _rate_text(self.quota, operation),
+            )
 
     # --- text -----------------------------------------------------------------------------
 
@@ -290,6 +361,14 @@ class LocalRekognition:
         if not data.startswith((b"\xff\xd8", b"\x89PNG\r\n\x1a\n")):
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format")
         return data
+
+
+OPERATIONS = frozenset(name[len("_op_") :] for name in vars(LocalRekognition) if name.startswith("_op_"))
+
+
+def _rate_text(quota: RateQuota | None, operation: str) -> str:
+    rate = quota.rate(operation) if quota is not None else None
+    return "unlimited" if rate is None else f"{rate:g}/s"
 
 
 @contextmanager

@@ -24,6 +24,7 @@ class Outcome:
     missing: list[str] = field(default_factory=list)  # uploaded, never accounted for
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) never uploaded
     seconds: float = 0.0
+    settled_seconds: float = 0.0  # when the last record was first seen (== seconds once all are in)
 
     @property
     def photos_per_minute(self) -> float:
@@ -89,6 +90,7 @@ def wait_for(
     timeout: float = 1800.0,
     out: TextIO | None = sys.stderr,
     started: float | None = None,
+    poll_interval: float = 0.5,
 ) -> Outcome:
     """Poll the table until every raw key has a PHOTO or FAILED item (or `timeout`); show progress."""
     started = time.monotonic() if started is None else started
@@ -96,6 +98,7 @@ def wait_for(
     wanted = set(keys)
     outcome = Outcome()
     while True:
+        seen = len(outcome.processed) + len(outcome.failed)
         for item in table.event_records(org, event):
             raw_key = item.get("raw_key")
             if raw_key not in wanted:
@@ -107,6 +110,8 @@ def wait_for(
                 outcome.processed[raw_key] = item
                 outcome.failed.pop(raw_key, None)
         outcome.seconds = time.monotonic() - started
+        if len(outcome.processed) + len(outcome.failed) > seen:
+            outcome.settled_seconds = outcome.seconds
         if out is not None:
             _progress(out, outcome, len(wanted))
         if len(outcome.processed) + len(outcome.failed) >= len(wanted):
@@ -114,7 +119,7 @@ def wait_for(
         if outcome.seconds > timeout:
             outcome.missing = sorted(wanted - set(outcome.processed) - set(outcome.failed))
             break
-        time.sleep(0.5)
+        time.sleep(poll_interval)
     if out is not None:
         out.write("\n")
     return outcome
