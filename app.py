@@ -74,8 +74,14 @@ for _content_type in SELFIE_CONTENT_TYPES:
 def on_upload(event: SQSEvent) -> None:
     for record in event:
         try:
-            result = ingest.ingest_notification(
-                record.body, storage=clients.storage(), workflow=clients.workflow(), table=clients.table()
+            result = ingest.ingest_message(
+                record.body,
+                storage=clients.storage(),
+                workflow=clients.workflow(),
+                table=clients.table(),
+                queue=clients.queue(),
+                settings=clients.settings(),
+                now=time.time(),
             )
         except NotAnS3Notification as exc:
             # Retrying cannot fix a foreign message: log it and let SQS delete it.
@@ -127,6 +133,8 @@ def event_jobs(event: dict[str, Any], context: Any) -> dict[str, Any]:
         event,
         table=clients.table(),
         workflow=clients.workflow(),
+        queue=clients.queue(),
+        settings=clients.settings(),
         storage=clients.storage(),
         rekognition=clients.rekognition(),
         functions=clients.functions(),
@@ -267,6 +275,8 @@ def delete_event(org_id: str, event_id: str) -> Response:
         event_id,
         table=clients.table(),
         workflow=clients.workflow(),
+        queue=clients.queue(),
+        settings=clients.settings(),
         functions=clients.functions(),
         clock=time.monotonic,
     )
@@ -320,6 +330,8 @@ def reprocess(org_id: str, event_id: str) -> Response:
         _json_body(),
         table=clients.table(),
         workflow=clients.workflow(),
+        queue=clients.queue(),
+        settings=clients.settings(),
         functions=clients.functions(),
         clock=time.monotonic,
     )

@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.adapters.functions import Functions
+from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
@@ -30,9 +31,14 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+def _client(service: str, attempts: int = 4) -> Any:
+    return _cached_client(service, attempts)  # one cache key per (service, attempts), however called
+
+
 @functools.cache
-def _client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_BOTO_CONFIG)
+def _cached_client(service: str, attempts: int) -> Any:
+    config = _BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": attempts}))
+    return boto3.session.Session().client(service, config=config)
 
 
 @functools.cache
@@ -42,7 +48,8 @@ def storage() -> Storage:
 
 @functools.cache
 def rekognition() -> Rekognition:
-    return Rekognition(_client("rekognition"))
+    current = settings()
+    return Rekognition(_client("rekognition", current.rekognition_attempts), current.collection_prefix)
 
 
 @functools.cache
@@ -60,6 +67,11 @@ def table() -> PhotoTable:
 @functools.cache
 def workflow() -> Workflow:
     return Workflow(_client("stepfunctions"), _client("sts"), settings().state_machine_name)
+
+
+@functools.cache
+def queue() -> IngestQueue:
+    return IngestQueue(_client("sqs"), settings().ingest_queue_name)
 
 
 @functools.cache
@@ -82,12 +94,13 @@ def cache_clear() -> None:
     """Forget every client, adapter and setting (tests switch mocks and environments)."""
     for cached in (
         settings,
-        _client,
+        _cached_client,
         storage,
         rekognition,
         table,
         workflow,
         functions,
+        queue,
         photo_bucket,
         event_gate,
     ):

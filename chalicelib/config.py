@@ -21,6 +21,7 @@ N = TypeVar("N", int, float)
 class Settings:
     table_name: str
     state_machine_name: str
+    ingest_queue_name: str = ""
     # Preprocess
     max_width: int = 2048
     jpeg_quality: int = 90
@@ -45,6 +46,15 @@ class Settings:
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
+    # Rekognition: collections are {prefix}.{len(org)}.{org}.{event}; calls per client (botocore
+    # attempts: 1 where Step Functions retries, see statemachine.json); the quota the pipeline paces
+    # its runs to (DetectText and IndexFaces transactions per second; 0: no pacing) and the share
+    # of it the pipeline plans to use.
+    collection_prefix: str = "snaprace"
+    rekognition_attempts: int = 4
+    rekognition_tps: float = 0.0
+    rekognition_pace_share: float = 0.95
+    rekognition_call_share: float = 0.97
     # Organisers and photographers
     photo_bucket_prefix: str = ""  # the bucket is {prefix}{account id}, as the deploy template names it
     jobs_function: str = ""  # the Lambda that runs reprocess and delete jobs
@@ -58,6 +68,7 @@ class Settings:
         return cls(
             table_name=_required(env, "TABLE_NAME"),
             state_machine_name=_required(env, "STATE_MACHINE_NAME"),
+            ingest_queue_name=env.get("INGEST_QUEUE_NAME", cls.ingest_queue_name),
             max_width=_int(env, "PROCESSED_MAX_WIDTH", cls.max_width),
             jpeg_quality=_int(env, "JPEG_QUALITY", cls.jpeg_quality),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
@@ -85,6 +96,11 @@ class Settings:
             selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
+            collection_prefix=env.get("COLLECTION_PREFIX", cls.collection_prefix),
+            rekognition_attempts=_int(env, "REKOGNITION_ATTEMPTS", cls.rekognition_attempts),
+            rekognition_tps=_float(env, "REKOGNITION_TPS", cls.rekognition_tps),
+            rekognition_pace_share=_float(env, "REKOGNITION_PACE_SHARE", cls.rekognition_pace_share),
+            rekognition_call_share=_float(env, "REKOGNITION_CALL_SHARE", cls.rekognition_call_share),
             photo_bucket_prefix=env.get("PHOTO_BUCKET_PREFIX", cls.photo_bucket_prefix),
             jobs_function=env.get("JOBS_FUNCTION", cls.jobs_function),
             upload_url_seconds=_int(env, "UPLOAD_URL_SECONDS", cls.upload_url_seconds),

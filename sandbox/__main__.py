@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     burst.add_argument("--rekognition-tps", type=_quota, help=_TPS_HELP)
     burst.add_argument("--engine", choices=sorted(ENGINES), default="synthetic")
     burst.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every photo")
+    burst.add_argument(
+        "--no-pacing", action="store_true", help="do not tell the app the quota: the unpaced baseline"
+    )
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -171,7 +174,14 @@ def _burst(args: argparse.Namespace) -> int:
         f" quota {quota.describe() if quota else 'unlimited'}; starting a private sandbox...",
         file=sys.stderr,
     )
-    result = run_burst(args.photos, quota=quota, engine=args.engine, timeout=args.timeout, out=sys.stderr)
+    result = run_burst(
+        args.photos,
+        quota=quota,
+        engine=args.engine,
+        timeout=args.timeout,
+        pace=not args.no_pacing,
+        out=sys.stderr,
+    )
     print(result.summary_line(), flush=True)
     return 0 if not result.lost else 1
 

@@ -121,6 +121,7 @@ def run_burst(
     engine: str = "synthetic",
     timeout: float = 600.0,
     retry_sleep_scale: float = 1.0,
+    pace: bool = True,
     out: TextIO | None = None,
 ) -> BurstResult:
     """Start a private sandbox, upload `photos` generated photos at once, wait; return the result."""
@@ -134,6 +135,7 @@ def run_burst(
         quota=quota,
         max_running_executions=None,
         retry_sleep_scale=retry_sleep_scale,
+        pace=pace,
     )
     with sandbox:
         res, service = sandbox.resources, sandbox.rekognition

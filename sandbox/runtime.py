@@ -95,6 +95,9 @@ class Sandbox:
     # runs on the synthetic engines, where the quota, not the engine, is the limit).
     max_running_executions: int | None = 3
     quota: RateQuota | None = None  # the local Rekognition's TPS quota; None: unlimited
+    # Tell the app that quota (REKOGNITION_TPS), as an operator sets it to the account's: the
+    # pipeline then paces its runs to it (services/pacing.py). False: the unpaced baseline.
+    pace: bool = True
     resources: StageResources | None = None
     rekognition: LocalRekognition | None = None  # after start(): the service, with its call counts
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
@@ -110,6 +113,10 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         env = sandbox_environment(self.ports)
+        if self.quota is not None and self.pace:
+            rates = [self.quota.rate(op) for op in ("DetectText", "IndexFaces")]
+            if all(rate is not None for rate in rates):
+                env["REKOGNITION_TPS"] = str(min(rate for rate in rates if rate is not None))
         saved = dict(os.environ)
         self._stoppers.append(lambda: (os.environ.clear(), os.environ.update(saved)))
         os.environ.update(env)

@@ -444,7 +444,12 @@ def policy(stage: str, function: str) -> dict[str, Any]:
         if service == "lambda":
             return [f"arn:aws:lambda:*:*:function:{env['JOBS_FUNCTION']}"]
         if service == "rekognition":
-            return ["*"] if scope == "*" else ["arn:aws:rekognition:*:*:collection/*"]
+            # Collections are {COLLECTION_PREFIX}.{len(org)}.{org}.{event}: this stage's only.
+            return (
+                ["*"]
+                if scope == "*"
+                else [f"arn:aws:rekognition:*:*:collection/{env['COLLECTION_PREFIX']}.*"]
+            )
         raise PolicyError(f"{function} calls {sorted(actions)}: no resource scoping for {service} here")
 
     statements = []

@@ -176,8 +176,8 @@ def test_every_grant_is_on_this_stages_resources(stage):
         "s3": objects,
         "sqs": re.escape(f"arn:aws:sqs:*:*:{env['INGEST_QUEUE_NAME']}"),
         "states": re.escape(f"arn:aws:states:*:*:stateMachine:{env['STATE_MACHINE_NAME']}"),
-        # Collections are named {org}-{event}, not by stage (see the deploy notes).
-        "rekognition": re.escape("arn:aws:rekognition:*:*:collection/*"),
+        # Collections are named {stage prefix}.{len(org)}.{org}.{event}: only this stage's.
+        "rekognition": re.escape(f"arn:aws:rekognition:*:*:collection/{env['COLLECTION_PREFIX']}.") + r"\*",
         "lambda": re.escape(f"arn:aws:lambda:*:*:function:{env['JOBS_FUNCTION']}"),
     }
     for function in entry_points():
@@ -276,7 +276,9 @@ def test_every_call_the_functions_make_at_run_time_was_derived(resources):
     headers = bearer(clients.table(), "acme")  # tokens are made by the operator's command
     recorder = Recorder()
     for service in ("s3", "rekognition", "dynamodb", "stepfunctions", "sts", "lambda"):
-        clients._client(service).meta.events.register("before-call", recorder)
+        # The very clients the adapters got (Rekognition's has its own retry setting).
+        attempts = clients.settings().rekognition_attempts if service == "rekognition" else 4
+        clients._client(service, attempts).meta.events.register("before-call", recorder)
     client = Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
 
     def invoke(function, event):

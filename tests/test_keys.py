@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chalicelib.domain import keys
@@ -51,6 +53,21 @@ def test_photographer_handles_are_normalised(given, expected):
     assert keys.normalise_handle(given) == expected
 
 
-def test_collection_id_uses_only_allowed_characters():
-    assert keys.collection_id("acme", "city-10k.2025") == "acme-city-10k.2025"
-    assert keys.collection_id("acme", "a" * 300).__len__() == 255
+def test_collection_ids_are_distinct_for_distinct_stage_org_event_triples():
+    # Ids may contain '-', '.' and '_': joined naively, ("a-b", "c") and ("a", "b-c") collide.
+    parts = ["a", "b", "a-b", "b-c", "c", "a.b", "a_b", "1", "12", "a-b-c", "x" * 64]
+    triples = [
+        (stage, org, event) for stage in ("snaprace-dev", "snaprace-prod") for org in parts for event in parts
+    ]
+    ids = {keys.collection_id(*triple) for triple in triples}
+    assert len(ids) == len(triples)
+    assert keys.collection_id("snaprace-prod", "a-b", "c") != keys.collection_id("snaprace-prod", "a", "b-c")
+    assert keys.collection_id("snaprace-dev", "acme", "e1") != keys.collection_id(
+        "snaprace-prod", "acme", "e1"
+    )
+
+
+def test_collection_ids_start_with_the_stage_prefix_and_stay_valid():
+    longest = keys.collection_id("snaprace-prod", "o" * 64, "e" * 64)
+    assert len(longest) <= 255 and re.fullmatch(r"[A-Za-z0-9_.\-]+", longest)
+    assert keys.collection_id("snaprace-prod", "acme", "city-10k") == "snaprace-prod.4.acme.city-10k"

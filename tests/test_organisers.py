@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import boto3
@@ -189,7 +190,6 @@ def test_counts_stay_exact_under_retries_photographer_changes_and_deletes(table)
     for _ in range(3):  # a retried Fanout
         table.save_photo(photo, Analysis(bibs=("1234",)))
     assert table.event("acme", "e1")["photo_count"] == 1
-    from dataclasses import replace
 
     table.save_photo(replace(photo, photographer="bo"), Analysis())  # reprocessed with another handle
     assert table.event("acme", "e1")["photo_count"] == 1
@@ -453,7 +453,7 @@ def test_reprocessing_all_twice_leaves_the_same_photos_bibs_and_faces(
 
     def state():
         photos = get(client, f"{PUBLIC}/photos")[1]["photos"]
-        faces = fake.collections[keys.collection_id("acme", "e1")]
+        faces = fake.collections[("acme", "e1")]
         return sorted((p["photo_id"], tuple(p["bibs"])) for p in photos), len(faces)
 
     before = state()
@@ -479,9 +479,18 @@ def test_a_retried_reprocess_request_starts_the_same_runs(table):
     publish(table, "acme", "e1")
     seed(table, [(make_photo("acme", "e1", n), ()) for n in range(3)])
     workflow = Recording()
+    settings = replace(clients.settings(), rekognition_tps=0)  # start at once: no queue needed
     answers = [
         organiser.reprocess(
-            "acme", "e1", {"all": True}, table=table, workflow=workflow, functions=None, clock=lambda: 0.0
+            "acme",
+            "e1",
+            {"all": True},
+            table=table,
+            workflow=workflow,
+            queue=None,
+            settings=settings,
+            functions=None,
+            clock=lambda: 0.0,
         )
         for _ in range(2)
     ]
@@ -513,9 +522,9 @@ def test_deleting_a_photo_removes_every_trace_and_the_counts_drop(
     assert status == 204
     left = boto3.client("s3").list_objects_v2(Bucket=resources.bucket, Prefix="acme/e1/").get("KeyCount")
     assert left == 0  # raw upload, its copy, and the processed photo
-    assert rekognition.collections[keys.collection_id("acme", "e1")] == {}
+    assert rekognition.collections[("acme", "e1")] == {}
     items = items_by_type(resources)
-    assert set(items) <= {"EVENT", "COUNTER", "TOKEN"}, set(items)
+    assert set(items) <= {"EVENT", "PHOTOGRAPHER", "TOKEN", "PACE"}, items.get("COUNTER")
     assert table.event("acme", "e1")["photo_count"] == 0
     assert get(client, f"{PUBLIC}/photos/{photo_id}")[0] == 404
     assert get(client, PUBLIC)[1]["photographers"] == []
@@ -535,8 +544,8 @@ def test_deleting_an_event_deletes_everything_and_ends_deleted(
     assert status == 202 and answer["status"] in ("DELETING", "DELETED")
     assert call(client, "GET", ORG, headers=acme)[1]["status"] == "DELETED"
     assert boto3.client("s3").list_objects_v2(Bucket=resources.bucket, Prefix="acme/e1/").get("KeyCount") == 0
-    assert keys.collection_id("acme", "e1") not in rekognition.collections
-    assert set(items_by_type(resources)) <= {"EVENT", "TOKEN"}
+    assert ("acme", "e1") not in rekognition.collections
+    assert set(items_by_type(resources)) <= {"EVENT", "TOKEN", "PACE"}
     assert get(client, f"{PUBLIC}/photos")[0] == 404
     status, answer = call(
         client,
@@ -562,7 +571,7 @@ def test_retention_deletes_the_collection_then_selfie_search_is_410(client, tabl
         table=table, rekognition=rekognition, today=date(2025, 6, 3), now=datetime.now(UTC)
     )
     assert expired == ["acme/e1"]
-    assert set(rekognition.collections) == {keys.collection_id("acme", "e2")}
+    assert set(rekognition.collections) == {("acme", "e2")}
     status, body = post_selfie(client, f"{PUBLIC}/selfie-search", selfie((200, 30, 30)))
     assert (status, error_code(body)) == (410, "FacesExpired")
     assert get(client, PUBLIC)[1]["faces_available"] is False

@@ -144,7 +144,7 @@ def test_detect_text_and_index_faces_use_the_processed_copy(resources, storage, 
     faces = pipeline.index_faces({"photo": photo}, rekognition=fake, table=table, settings=settings)
     assert seen == [photo["processed_key"]]
     assert faces["face_count"] == 2 and len(faces["face_ids"]) == 2
-    assert "acme-e1" in fake.collections
+    assert ("acme", "e1") in fake.collections
 
 
 def _fanout_event(res, photo, bibs, face_ids=()):

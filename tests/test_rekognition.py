@@ -7,6 +7,7 @@ import pytest
 from botocore.stub import Stubber
 
 from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain import keys
 from chalicelib.domain.bibs import TextBox, TextDetection
 from chalicelib.domain.errors import (
     CollectionNotFound,
@@ -15,10 +16,12 @@ from chalicelib.domain.errors import (
 )
 from tests.support.fakes import FakeRekognition
 
+COLLECTION = keys.collection_id("snaprace-test", "acme", "e1")
+
 S3_IMAGE = {"S3Object": {"Bucket": "photos", "Name": "acme/e1/processed/P1.jpg"}}
 
 
-def _index_request(collection="acme-e1"):
+def _index_request(collection=COLLECTION):
     return {
         "CollectionId": collection,
         "Image": S3_IMAGE,
@@ -37,13 +40,14 @@ def _face_records(*face_ids):
 def stubbed():
     client = boto3.client("rekognition", region_name="us-east-1")
     with Stubber(client) as stub:
-        yield Rekognition(client), stub
+        yield Rekognition(client, "snaprace-test"), stub
         stub.assert_no_pending_responses()
 
 
 def index(adapter):
     return adapter.index_faces(
-        "acme-e1",
+        "acme",
+        "e1",
         "photos",
         "acme/e1/processed/P1.jpg",
         external_image_id="P1",
@@ -124,7 +128,7 @@ def test_index_faces_creates_a_missing_collection_and_retries_once(stubbed):
     stub.add_client_error(
         "index_faces", service_error_code="ResourceNotFoundException", expected_params=_index_request()
     )
-    stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": "acme-e1"})
+    stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
     stub.add_response("index_faces", _face_records("f-1", "f-2"), _index_request())
     assert index(adapter) == ["f-1", "f-2"]
 
@@ -155,7 +159,7 @@ def test_search_in_a_missing_collection_is_collection_not_found(stubbed):
     adapter, stub = stubbed
     stub.add_client_error("search_faces_by_image", service_error_code="ResourceNotFoundException")
     with pytest.raises(CollectionNotFound):
-        adapter.search_faces_by_image("acme-e1", b"jpeg", threshold=85, max_faces=50)
+        adapter.search_faces_by_image("acme", "e1", b"jpeg", threshold=85, max_faces=50)
 
 
 # --- the fake's own failure injection ----------------------------------------------------------

@@ -101,14 +101,14 @@ def world(request):
         aws_access_key_id="x",
         aws_secret_access_key="x",
     )
-    yield Rekognition(client), objects
+    yield Rekognition(client, "snaprace-test"), objects
     server.shutdown()
     server.server_close()
 
 
 def index(rekognition, key, photo_id):
     return rekognition.index_faces(
-        "acme-e1", "photos", key, external_image_id=photo_id, max_faces=15, quality_filter="AUTO"
+        "acme", "e1", "photos", key, external_image_id=photo_id, max_faces=15, quality_filter="AUTO"
     )
 
 
@@ -126,7 +126,7 @@ def test_search_finds_every_photo_of_the_largest_face(world):
     for n in (1, 2, 3):
         index(rekognition, f"p{n}.png", f"P{n}")
     matches = rekognition.search_faces_by_image(
-        "acme-e1", image_of("alice", "bob"), threshold=85, max_faces=50
+        "acme", "e1", image_of("alice", "bob"), threshold=85, max_faces=50
     )
     assert sorted(m.external_image_id for m in matches) == ["P1", "P2"]
     assert all(m.similarity >= 85 for m in matches)
@@ -135,7 +135,7 @@ def test_search_finds_every_photo_of_the_largest_face(world):
 def test_search_without_a_collection_is_collection_not_found(world):
     rekognition, _ = world
     with pytest.raises(CollectionNotFound):
-        rekognition.search_faces_by_image("acme-none", image_of("alice"), threshold=85, max_faces=50)
+        rekognition.search_faces_by_image("acme", "none", image_of("alice"), threshold=85, max_faces=50)
 
 
 def test_search_with_no_face_is_no_face_in_image(world):
@@ -143,7 +143,7 @@ def test_search_with_no_face_is_no_face_in_image(world):
     objects["p1.png"] = image_of("alice")
     index(rekognition, "p1.png", "P1")
     with pytest.raises(NoFaceInImage):
-        rekognition.search_faces_by_image("acme-e1", image_of(), threshold=85, max_faces=50)
+        rekognition.search_faces_by_image("acme", "e1", image_of(), threshold=85, max_faces=50)
 
 
 def test_detect_faces_returns_the_largest_first(world):

@@ -204,7 +204,7 @@ def test_botocore_raises_throttling_exception_as_for_aws(frozen_quota_client):
 
 def test_the_apps_adapter_turns_it_into_its_throttling_error(frozen_quota_client):
     client, _ = frozen_quota_client
-    adapter = Rekognition(client)
+    adapter = Rekognition(client, "snaprace-test")
     adapter.detect_text("photos", "a.jpg")
     with pytest.raises(ThrottlingException, match="Rate exceeded"):
         adapter.detect_text("photos", "a.jpg")

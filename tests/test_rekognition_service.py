@@ -11,9 +11,12 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from chalicelib.adapters.rekognition import Rekognition
+from chalicelib.domain import keys
 from chalicelib.domain.errors import CollectionNotFound, InvalidImage, NoFaceInImage
 from sandbox.rekognition_service import LocalRekognition, make_server
 from tests.support.fakes import EngineFace as Face
+
+COLLECTION = keys.collection_id("snaprace-test", "acme", "e1")
 
 
 def png(colour, size=(120, 90)) -> bytes:
@@ -103,12 +106,12 @@ def client(s3_objects):
 
 @pytest.fixture
 def adapter(client):
-    return Rekognition(client)
+    return Rekognition(client, "snaprace-test")
 
 
 def index(adapter, key, external):
     return adapter.index_faces(
-        "acme-e1", "photos", key, external_image_id=external, max_faces=15, quality_filter="AUTO"
+        "acme", "e1", "photos", key, external_image_id=external, max_faces=15, quality_filter="AUTO"
     )
 
 
@@ -116,9 +119,9 @@ def test_index_faces_creates_the_collection_and_filters_low_quality(adapter, cli
     s3_objects[("photos", "a.png")] = png((200, 10, 200))  # one good face, one tiny low-quality face
     face_ids = index(adapter, "a.png", "P1")
     assert len(face_ids) == 1
-    listed = client.list_faces(CollectionId="acme-e1")["Faces"]
+    listed = client.list_faces(CollectionId=COLLECTION)["Faces"]
     assert [(f["FaceId"], f["ExternalImageId"]) for f in listed] == [(face_ids[0], "P1")]
-    assert client.describe_collection(CollectionId="acme-e1")["FaceCount"] == 1
+    assert client.describe_collection(CollectionId=COLLECTION)["FaceCount"] == 1
 
 
 def test_search_returns_matching_faces_with_similarity(adapter, client, s3_objects):
@@ -126,7 +129,7 @@ def test_search_returns_matching_faces_with_similarity(adapter, client, s3_objec
     s3_objects[("photos", "b.png")] = png((200, 60, 0))
     index(adapter, "a.png", "P1")
     index(adapter, "b.png", "P2")
-    matches = adapter.search_faces_by_image("acme-e1", png((200, 12, 0)), threshold=85, max_faces=50)
+    matches = adapter.search_faces_by_image("acme", "e1", png((200, 12, 0)), threshold=85, max_faces=50)
     assert [(m.external_image_id, m.similarity) for m in matches] == [("P1", 98.0)]
     faces = adapter.detect_faces(png((200, 12, 200)))
     assert len(faces) == 2 and faces[0].area > faces[1].area
@@ -134,11 +137,11 @@ def test_search_returns_matching_faces_with_similarity(adapter, client, s3_objec
 
 def test_search_without_a_face_and_without_a_collection(adapter, s3_objects):
     with pytest.raises(CollectionNotFound):
-        adapter.search_faces_by_image("nope", png((200, 1, 0)), threshold=85, max_faces=5)
-    adapter.create_collection("acme-e1")
-    adapter.create_collection("acme-e1")  # already exists: fine
+        adapter.search_faces_by_image("acme", "nope", png((200, 1, 0)), threshold=85, max_faces=5)
+    adapter.create_collection("acme", "e1")
+    adapter.create_collection("acme", "e1")  # already exists: fine
     with pytest.raises(NoFaceInImage):
-        adapter.search_faces_by_image("acme-e1", png((0, 0, 0)), threshold=85, max_faces=5)
+        adapter.search_faces_by_image("acme", "e1", png((0, 0, 0)), threshold=85, max_faces=5)
 
 
 def test_detect_text_reads_s3_objects(adapter, s3_objects):
@@ -164,9 +167,9 @@ def test_errors_use_rekognitions_codes(client):
 def test_delete_faces_and_collection(adapter, client, s3_objects):
     s3_objects[("photos", "a.png")] = png((200, 10, 0))
     (face_id,) = index(adapter, "a.png", "P1")
-    assert client.delete_faces(CollectionId="acme-e1", FaceIds=[face_id, "unknown"])["DeletedFaces"] == [
+    assert client.delete_faces(CollectionId=COLLECTION, FaceIds=[face_id, "unknown"])["DeletedFaces"] == [
         face_id
     ]
-    client.delete_collection(CollectionId="acme-e1")
+    client.delete_collection(CollectionId=COLLECTION)
     with pytest.raises(ClientError):
-        client.list_faces(CollectionId="acme-e1")
+        client.list_faces(CollectionId=COLLECTION)

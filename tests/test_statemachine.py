@@ -36,7 +36,12 @@ def test_every_custom_error_name_is_an_error_class_of_the_app():
     for _, state in _states(definition):
         for rule in state.get("Retry", []) + state.get("Catch", []):
             names.update(n for n in rule["ErrorEquals"] if not n.startswith(("States.", "Lambda.")))
-    assert names == {"ThrottlingException", "ProvisionedThroughputExceededException", "UnprocessedItemsError"}
+    assert names == {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "UnprocessedItemsError",
+        "RekognitionUnavailable",
+    }
     for name in names:
         assert issubclass(getattr(errors, name), errors.TransientError)
 
@@ -66,3 +71,30 @@ def test_rendered_definition_has_no_placeholders_left():
         f"arn:aws:lambda:eu-west-1:111122223333:function:snaprace-prod-{name}"
         for name in FUNCTION_PLACEHOLDERS.values()
     }
+
+
+def test_no_task_times_out_while_its_lambda_may_still_run():
+    # Equal timeouts let States.Timeout fire while the first attempt is still running, and the
+    # retry would run beside it.
+    from infra import stack
+
+    definition = json.loads(DEFINITION.read_text())
+    functions = FUNCTION_PLACEHOLDERS
+    for name, state in _states(definition):
+        if state["Type"] != "Task":
+            continue
+        function = functions[state["Resource"][2:-1]]
+        lambda_timeout = stack.chalice_config("prod", function).lambda_timeout
+        assert state["TimeoutSeconds"] >= lambda_timeout + 10, (name, state["TimeoutSeconds"], lambda_timeout)
+
+
+def test_throttling_of_rekognition_never_ends_in_a_fallback():
+    definition = json.loads(DEFINITION.read_text())
+    states = dict(_states(definition))
+    for task in ("DetectText", "IndexFaces"):
+        (first, *rest) = states[task]["Catch"]
+        assert set(first["ErrorEquals"]) == {"ThrottlingException", "ProvisionedThroughputExceededException"}
+        assert states[first["Next"]]["Type"] == "Fail"
+        assert any("States.ALL" in catch["ErrorEquals"] for catch in rest)  # real errors still fall back
+        (budget,) = [r for r in states[task]["Retry"] if "ThrottlingException" in r["ErrorEquals"]]
+        assert "RekognitionUnavailable" in budget["ErrorEquals"]  # server faults are retried alike

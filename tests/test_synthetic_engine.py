@@ -83,7 +83,7 @@ def test_the_apps_adapter_and_bib_rules_read_it_through_the_service():
     service = LocalRekognition(
         SyntheticOcr(), SyntheticFaces(), lambda *_: processed(synthetic_photo("0567", 3))
     )
-    adapter = Rekognition(_InProcessClient(service))
+    adapter = Rekognition(_InProcessClient(service), "snaprace-test")
     assert bibs_from_detections(adapter.detect_text("photos", "a.jpg"), PIPELINE.bib_rules) == ["0567"]
 
 

@@ -8,7 +8,7 @@ from chalice.test import Client
 import app as snaprace
 from chalicelib import clients
 from chalicelib.domain.bibs import TextDetection
-from chalicelib.domain.errors import ThrottlingException
+from chalicelib.domain.errors import RekognitionUnavailable, ThrottlingException
 from sandbox.lambdas import LocalLambdas
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
@@ -90,27 +90,51 @@ def test_photo_with_two_bibs_and_a_face_becomes_one_photo_listed_under_both_bibs
     assert lambdas.invocations.count("fanout") == 1
 
 
-def test_detect_text_that_keeps_throttling_ends_with_no_bibs_but_the_photo_indexed(
-    resources, rekognition, lambdas, client
+def test_detect_text_that_keeps_throttling_is_never_published_without_its_bibs(
+    resources, rekognition, lambdas, client, table
 ):
     rekognition.fail("detect_text", ThrottlingException("Rate exceeded"))
     upload(resources, "acme/city-10k/raw/IMG_0002.jpg", jpeg_bytes())
     drain_queue(resources, client)
 
     (execution,) = wait_for_executions(resources, 1)
-    assert execution["status"] == "SUCCEEDED", execution
-
+    assert execution["status"] == "FAILED"
     items = items_by_type(resources)
-    (photo,) = items["PHOTO"]
-    assert photo["bibs"] == []
-    assert photo["bibs_error"] == "ThrottlingException"
+    assert "PHOTO" not in items and "BIB_INDEX" not in items
+    (failed,) = items["FAILED"]
+    assert failed["error"] == "RekognitionThrottled" and "Reprocess" in failed["cause"]
+    # Retried first: the call plus MaxAttempts (10) retries, each after a jittered wait of at most
+    # MaxDelaySeconds (60).
+    assert rekognition.calls.count("detect_text") == 11
+    throttle_waits = lambdas.retry_sleeps
+    assert len(throttle_waits) == 10 and all(0 <= wait <= 60 for wait in throttle_waits)
+
+
+def test_rekognition_server_faults_are_retried_then_fall_back_with_the_reason(
+    resources, rekognition, lambdas, client
+):
+    rekognition.fail("detect_text", RekognitionUnavailable("InternalServerError"))
+    upload(resources, "acme/city-10k/raw/IMG_0003.jpg", jpeg_bytes())
+    drain_queue(resources, client)
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "SUCCEEDED"
+    (photo,) = items_by_type(resources)["PHOTO"]
+    assert photo["bibs"] == [] and photo["bibs_error"] == "RekognitionUnavailable"
     assert photo["face_count"] == 1
-    assert "BIB_INDEX" not in items
-    # Retried before falling back: the first call plus MaxAttempts (6) retries, each after a
-    # jittered wait no longer than MaxDelaySeconds.
-    assert rekognition.calls.count("detect_text") == 7
-    assert len(lambdas.retry_sleeps) == 6
-    assert all(0 <= wait <= 30 for wait in lambdas.retry_sleeps)
+    assert rekognition.calls.count("detect_text") == 11
+
+
+def test_a_throttled_detect_text_that_recovers_publishes_the_bibs(resources, rekognition, lambdas, client):
+    rekognition.fail("detect_text", ThrottlingException("Rate exceeded"), times=3)
+    upload(resources, "acme/city-10k/raw/IMG_0004.jpg", jpeg_bytes())
+    drain_queue(resources, client)
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "SUCCEEDED"
+    (photo,) = items_by_type(resources)["PHOTO"]
+    assert photo["bibs"] == ["1234", "0567"] and "bibs_error" not in photo
+    assert rekognition.calls.count("detect_text") == 4
 
 
 def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas, client, table):

@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.domain import keys
 from chalicelib.domain.bibs import TextBox, TextDetection
 from chalicelib.domain.errors import (
     CollectionNotFound,
@@ -19,6 +20,7 @@ from chalicelib.domain.errors import (
     InvalidImage,
     NoFaceInImage,
     ProvisionedThroughputExceededException,
+    RekognitionUnavailable,
     ThrottlingException,
     UnsupportedImageFormat,
 )
@@ -28,8 +30,14 @@ log = logging.getLogger(__name__)
 
 
 class Rekognition:
-    def __init__(self, client: Any) -> None:
+    """Rekognition for one stage: events' face collections are named with its `collection_prefix`."""
+
+    def __init__(self, client: Any, collection_prefix: str) -> None:
         self._rek = client
+        self._prefix = collection_prefix
+
+    def _collection(self, org_id: str, event_id: str) -> str:
+        return keys.collection_id(self._prefix, org_id, event_id)
 
     def detect_text(self, bucket: str, key: str) -> list[TextDetection]:
         """Return every WORD and LINE detection in an S3 image."""
@@ -61,7 +69,8 @@ class Rekognition:
 
     def index_faces(
         self,
-        collection_id: str,
+        org_id: str,
+        event_id: str,
         bucket: str,
         key: str,
         *,
@@ -73,6 +82,7 @@ class Rekognition:
 
         Creates the collection on first use (ResourceNotFoundException) and retries once.
         """
+        collection_id = self._collection(org_id, event_id)
         request = {
             "CollectionId": collection_id,
             "Image": {"S3Object": {"Bucket": bucket, "Name": key}},
@@ -86,15 +96,16 @@ class Rekognition:
         except ClientError as exc:
             if _code(exc) != "ResourceNotFoundException":
                 raise _translate(exc) from exc
-            self.create_collection(collection_id)
+            self.create_collection(org_id, event_id)
             try:
                 response = self._rek.index_faces(**request)
             except ClientError as retry_exc:
                 raise _translate(retry_exc) from retry_exc
         return [record["Face"]["FaceId"] for record in response.get("FaceRecords", [])]
 
-    def create_collection(self, collection_id: str) -> None:
-        """Create a face collection; one that already exists is fine."""
+    def create_collection(self, org_id: str, event_id: str) -> None:
+        """Create an event's face collection; one that already exists is fine."""
+        collection_id = self._collection(org_id, event_id)
         try:
             self._rek.create_collection(CollectionId=collection_id)
             log.info("created collection=%s", collection_id)
@@ -102,8 +113,9 @@ class Rekognition:
             if _code(exc) != "ResourceAlreadyExistsException":
                 raise _translate(exc) from exc
 
-    def delete_faces(self, collection_id: str, face_ids: list[str]) -> None:
-        """Delete faces from a collection (a missing collection or face is fine)."""
+    def delete_faces(self, org_id: str, event_id: str, face_ids: list[str]) -> None:
+        """Delete faces from an event's collection (a missing collection or face is fine)."""
+        collection_id = self._collection(org_id, event_id)
         for start in range(0, len(face_ids), 4096):
             try:
                 self._rek.delete_faces(CollectionId=collection_id, FaceIds=face_ids[start : start + 4096])
@@ -112,8 +124,9 @@ class Rekognition:
                     return
                 raise _translate(exc) from exc
 
-    def delete_collection(self, collection_id: str) -> bool:
-        """Delete a face collection; return False if there was none."""
+    def delete_collection(self, org_id: str, event_id: str) -> bool:
+        """Delete an event's face collection; return False if there was none."""
+        collection_id = self._collection(org_id, event_id)
         try:
             self._rek.delete_collection(CollectionId=collection_id)
         except ClientError as exc:
@@ -142,12 +155,13 @@ class Rekognition:
         return sorted(faces, key=lambda face: face.area, reverse=True)
 
     def search_faces_by_image(
-        self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
+        self, org_id: str, event_id: str, image: bytes, *, threshold: float, max_faces: int
     ) -> list[FaceMatch]:
         """Return the faces in a collection that match the largest face in `image`.
 
         Raises CollectionNotFound, NoFaceInImage, InvalidImage or a throttling error.
         """
+        collection_id = self._collection(org_id, event_id)
         try:
             response = self._rek.search_faces_by_image(
                 CollectionId=collection_id,
@@ -183,6 +197,8 @@ def _translate(exc: ClientError) -> Exception:
         return ThrottlingException(f"Rekognition throttled the call ({code}): {message}")
     if code == "ProvisionedThroughputExceededException":
         return ProvisionedThroughputExceededException(f"Rekognition: {message}")
+    if code in ("InternalServerError", "ServiceUnavailable", "ServiceUnavailableException"):
+        return RekognitionUnavailable(f"Rekognition failed on its side ({code}): {message}")
     if code == "InvalidImageFormatException":
         return UnsupportedImageFormat(f"Rekognition cannot read the image ({code}): {message}")
     if code == "ImageTooLargeException":

@@ -20,11 +20,13 @@ Item layout (every key is scoped by organisation AND event):
 | CONTENT      | ORG#{org}#EVT#{event}           | CONTENT#{sha256}   | -                                                    | -                                          |
 | FACES        | ORG#{org}#EVT#{event}           | FACES#{photo_id}   | -                                                    | -                                          |
 | TOKEN        | TOKEN#{sha256 of the token}     | TOKEN              | ORG#{org}#TOKENS / {created_at}#{token_id}           | -                                          |
+| pace         | PACE                            | REKOGNITION or op  | -                                                    | -                                          |
 
 The EVENT record and the photographer counters hold exact counts: they change in the same
 transaction as the PHOTO record they count. A CONTENT claim names the photo that owns a file's
 bytes in an event, so the same bytes uploaded twice are one photo. A FACES record notes the face
 ids each IndexFaces run created for a photo until Fanout keeps the final set and deletes the rest.
+The pace item holds the stage's next free start slot (see services/pacing.py).
 
 Photo ids are ULIDs ordered by capture time, so `ScanIndexForward=False` on any of these partitions
 lists newest capture first. Partition keys are matched exactly (never by prefix), so `run-5k` never
@@ -79,6 +81,7 @@ _PHOTO_PREFIX, _FAILED_PREFIX = "PHOTO#", "FAILED#"
 # The event's own record and its photographers' counters sort together under META.
 _EVENT_SK, _PG_PREFIX = "META", "META#PG#"
 _TOKEN_SK = "TOKEN"
+_PACE_PK = "PACE"  # SK: REKOGNITION (run starts), or an operation's name (its calls)
 # Every event, in the second index: retention and the public listing read it.
 _ALL_EVENTS = "EVENTS"
 
@@ -460,8 +463,9 @@ class PhotoTable:
             self._ddb.update_item(
                 TableName=self.name,
                 Key=_encode({"PK": _event_pk(org_id, event_id), "SK": _faces_sk(photo_id)}),
-                UpdateExpression="ADD face_ids :ids",
-                ExpressionAttributeValues={":ids": {"SS": list(face_ids)}},
+                UpdateExpression="ADD face_ids :ids SET #type = :type",
+                ExpressionAttributeNames={"#type": "type"},
+                ExpressionAttributeValues={":ids": {"SS": list(face_ids)}, ":type": {"S": "FACES"}},
             )
 
     def noted_faces(self, org_id: str, event_id: str, photo_id: str) -> set[str]:
@@ -472,6 +476,37 @@ class PhotoTable:
     def forget_noted_faces(self, org_id: str, event_id: str, photo_id: str) -> None:
         """Drop a photo's noted faces once its final set is saved."""
         self._write_batch([], [{"PK": _event_pk(org_id, event_id), "SK": _faces_sk(photo_id)}])
+
+    # --- pacing: the stage's pipeline starts runs at its Rekognition quota -------------------------
+
+    def reserve_slot(self, now: float, interval: float, *, pace: str = "REKOGNITION") -> float:
+        """Reserve the next start slot (epoch seconds): now if the last one is past, else the last
+        one plus `interval`. Atomic across every concurrent caller: one conditional update, or one
+        add that returns the slot it took."""
+        key = _encode({"PK": _PACE_PK, "SK": pace})
+        try:
+            with _errors():
+                self._ddb.update_item(
+                    TableName=self.name,
+                    Key=key,
+                    UpdateExpression="SET next_at = :next, #type = :type",
+                    ConditionExpression="attribute_not_exists(next_at) OR next_at <= :now",
+                    ExpressionAttributeNames={"#type": "type"},
+                    ExpressionAttributeValues=_encode(
+                        {":next": round(now + interval, 3), ":now": round(now, 3), ":type": "PACE"}
+                    ),
+                )
+            return now
+        except _ConditionFailed:
+            with _errors():
+                response = self._ddb.update_item(
+                    TableName=self.name,
+                    Key=key,
+                    UpdateExpression="SET next_at = next_at + :interval",
+                    ExpressionAttributeValues=_encode({":interval": round(interval, 3)}),
+                    ReturnValues="UPDATED_OLD",
+                )
+            return float(_decode(response["Attributes"])["next_at"])
 
     # --- uploads ---------------------------------------------------------------------------------
 
@@ -608,16 +643,13 @@ class PhotoTable:
     def _count(key: Key, delta: int, *, handle: str | None = None) -> dict[str, Any]:
         expression = "ADD photo_count :delta"
         values: dict[str, Any] = {":delta": delta}
+        update: dict[str, Any] = {"Key": _encode(key)}
         if handle is not None:
-            expression += " SET handle = :handle"
-            values[":handle"] = handle
-        return {
-            "Update": {
-                "Key": _encode(key),
-                "UpdateExpression": expression,
-                "ExpressionAttributeValues": _encode(values),
-            }
-        }
+            expression += " SET handle = :handle, #type = :type"
+            values.update({":handle": handle, ":type": "PHOTOGRAPHER"})
+            update["ExpressionAttributeNames"] = {"#type": "type"}
+        update.update({"UpdateExpression": expression, "ExpressionAttributeValues": _encode(values)})
+        return {"Update": update}
 
     def _query_keys(self, pk: str, *, after: Key | None) -> Page:
         request: dict[str, Any] = {

@@ -175,5 +175,9 @@ class ProvisionedThroughputExceededException(TransientError):
     """DynamoDB or Rekognition refused the call for lack of throughput."""
 
 
+class RekognitionUnavailable(TransientError):
+    """Rekognition answered with a server fault (InternalServerError, ServiceUnavailable)."""
+
+
 class UnprocessedItemsError(TransientError):
     """BatchWriteItem left items unprocessed after every allowed attempt."""

@@ -113,6 +113,15 @@ def is_valid_handle(handle: str) -> bool:
     return _HANDLE.fullmatch(handle) is not None
 
 
-def collection_id(org_id: str, event_id: str) -> str:
-    """Return the Rekognition face collection id for an event."""
-    return _COLLECTION_DISALLOWED.sub("_", f"{org_id}-{event_id}")[:_COLLECTION_MAX]
+def collection_id(prefix: str, org_id: str, event_id: str) -> str:
+    """Return the Rekognition face collection id of an event in a stage (`prefix`, e.g. snaprace-prod).
+
+    `{prefix}.{len(org)}.{org}.{event}`: the organisation's length makes the id injective although
+    ids may contain `.`, `-` and `_` (so `a-b`/`c` and `a`/`b-c` never share a collection), and the
+    stage's prefix keeps dev and prod apart in one account (and lets IAM grant one stage's
+    collections). Valid ids need no escaping; the longest is 20 + 133 characters, under 255.
+    """
+    name = f"{prefix}.{len(org_id)}.{org_id}.{event_id}"
+    if _COLLECTION_DISALLOWED.search(name) or len(name) > _COLLECTION_MAX:
+        raise ValueError(f"not a valid collection id: {name!r}")
+    return name

@@ -8,11 +8,13 @@ function. Every step is idempotent, so a retried job repeats nothing harmful.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.functions import Functions
+from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
@@ -27,7 +29,7 @@ from chalicelib.domain.errors import (
     PhotoNotFound,
 )
 from chalicelib.domain.model import RawObject, failed_view, iso_utc
-from chalicelib.services import events, listing
+from chalicelib.services import events, listing, pacing
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def reprocess(
     *,
     table: PhotoTable,
     workflow: Workflow,
+    queue: IngestQueue,
+    settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
 ) -> dict[str, Any]:
@@ -92,13 +96,15 @@ def reprocess(
             if record is None:
                 unknown.append(photo_id)
             else:
-                started += _start_run(workflow, record)
+                started += _start_run(record, table=table, workflow=workflow, queue=queue, settings=settings)
         return {"started": started, "continuing": False, "unknown": unknown}
     scope = "failed" if body.get("failed") is True else "all" if body.get("all") is True else None
     if scope is None:
         raise InvalidReprocessRequest('send one of {"photo_ids": [...]}, {"failed": true} or {"all": true}')
     job = {"job": REPROCESS, "org_id": org_id, "event_id": event_id, "scope": scope}
-    return _run_then_hand_off(job, table=table, workflow=workflow, functions=functions, clock=clock)
+    return _run_then_hand_off(
+        job, table=table, workflow=workflow, queue=queue, settings=settings, functions=functions, clock=clock
+    )
 
 
 def delete_photo(
@@ -129,6 +135,8 @@ def delete_event(
     *,
     table: PhotoTable,
     workflow: Workflow,
+    queue: IngestQueue,
+    settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
 ) -> dict[str, Any]:
@@ -140,7 +148,9 @@ def delete_event(
     if record.get("status") != events.DELETED:
         table.update_event(org_id, event_id, status=events.DELETING)
     job = {"job": DELETE_EVENT, "org_id": org_id, "event_id": event_id}
-    _run_then_hand_off(job, table=table, workflow=workflow, functions=functions, clock=clock)
+    _run_then_hand_off(
+        job, table=table, workflow=workflow, queue=queue, settings=settings, functions=functions, clock=clock
+    )
     current = table.event(org_id, event_id) or {}
     return {"org_id": org_id, "event_id": event_id, "status": current.get("status", events.DELETING)}
 
@@ -150,6 +160,8 @@ def run_job(
     *,
     table: PhotoTable,
     workflow: Workflow,
+    queue: IngestQueue,
+    settings: Settings,
     storage: Storage,
     rekognition: Rekognition,
     functions: Functions,
@@ -159,7 +171,9 @@ def run_job(
     """Do `job` until done or `deadline()` says stop, then hand the rest on; return True if it did."""
     org_id, event_id = job["org_id"], job["event_id"]
     if job["job"] == REPROCESS:
-        rest = _reprocess_records(job, table=table, workflow=workflow, deadline=deadline)
+        rest = _reprocess_records(
+            job, table=table, workflow=workflow, queue=queue, settings=settings, deadline=deadline
+        )
     elif job["job"] == DELETE_EVENT:
         rest = _delete_event_contents(
             org_id,
@@ -187,7 +201,7 @@ def expire_faces(*, table: PhotoTable, rekognition: Rekognition, today: date, no
         if date.fromisoformat(record["date"]) + timedelta(days=int(days)) > today:
             continue
         org_id, event_id = record["org_id"], record["event_id"]
-        rekognition.delete_collection(keys.collection_id(org_id, event_id))
+        rekognition.delete_collection(org_id, event_id)
         table.update_event(org_id, event_id, faces_deleted_at=iso_utc(now))
         expired.append(f"{org_id}/{event_id}")
         log.info("retention: deleted the face collection of event=%s/%s (%d days)", org_id, event_id, days)
@@ -202,13 +216,22 @@ def _run_then_hand_off(
     *,
     table: PhotoTable,
     workflow: Workflow,
+    queue: IngestQueue,
+    settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
 ) -> dict[str, Any]:
     """Do as much of a job as fits this API call; hand the rest to the jobs function."""
     stop_at = clock() + API_BUDGET_SECONDS
     if job["job"] == REPROCESS:
-        rest = _reprocess_records(job, table=table, workflow=workflow, deadline=lambda: clock() >= stop_at)
+        rest = _reprocess_records(
+            job,
+            table=table,
+            workflow=workflow,
+            queue=queue,
+            settings=settings,
+            deadline=lambda: clock() >= stop_at,
+        )
     else:
         # Deleting touches S3 and Rekognition too: the jobs function does all of it.
         rest = job
@@ -218,7 +241,13 @@ def _run_then_hand_off(
 
 
 def _reprocess_records(
-    job: dict[str, Any], *, table: PhotoTable, workflow: Workflow, deadline: Callable[[], bool]
+    job: dict[str, Any],
+    *,
+    table: PhotoTable,
+    workflow: Workflow,
+    queue: IngestQueue,
+    settings: Settings,
+    deadline: Callable[[], bool],
 ) -> dict[str, Any] | None:
     org_id, event_id, scope = job["org_id"], job["event_id"], job["scope"]
     after = job.get("after")
@@ -229,7 +258,7 @@ def _reprocess_records(
         else:
             page = table.records_page(org_id, event_id, limit=100, after=after)
         for record in page.items:
-            started += _start_run(workflow, record)
+            started += _start_run(record, table=table, workflow=workflow, queue=queue, settings=settings)
         after = page.last_key
         job["started"] = started
         if after is None:
@@ -239,8 +268,11 @@ def _reprocess_records(
             return {**job, "after": after, "started": started}
 
 
-def _start_run(workflow: Workflow, record: dict[str, Any]) -> int:
-    """Start the next generation's run of a photo or failure record; return 1 if it started."""
+def _start_run(
+    record: dict[str, Any], *, table: PhotoTable, workflow: Workflow, queue: IngestQueue, settings: Settings
+) -> int:
+    """Admit the next generation's run of a photo or failure record at Rekognition's pace (started
+    now or queued until its slot); return 1 if admitted, 0 if that generation already ran."""
     if not all(record.get(name) for name in ("bucket", "raw_key", "uploaded_at")):
         # Only a record written before uploads were located this way could lack them.
         log.warning(
@@ -259,8 +291,11 @@ def _start_run(workflow: Workflow, record: dict[str, Any]) -> int:
     payload = {**source.to_dict(), "generation": generation}
     if record.get("status") == "FAILED":
         payload["supersedes"] = record["photo_id"]
-    name = ids.reprocess_execution_name(source.bucket, source.key, generation)
-    return 1 if workflow.start(name, payload) else 0
+    run = pacing.Run(ids.reprocess_execution_name(source.bucket, source.key, generation), payload)
+    outcome = pacing.admit(
+        run, table=table, workflow=workflow, queue=queue, settings=settings, now=time.time()
+    )
+    return 0 if outcome == pacing.ALREADY_STARTED else 1
 
 
 def _delete_event_contents(
@@ -284,7 +319,7 @@ def _delete_event_contents(
             return {"job": DELETE_EVENT, "org_id": org_id, "event_id": event_id}
     # Everything under the event's prefix, including uploads that never became photos.
     storage.delete_objects(bucket, storage.list_keys(bucket, f"{org_id}/{event_id}/"))
-    rekognition.delete_collection(keys.collection_id(org_id, event_id))
+    rekognition.delete_collection(org_id, event_id)
     table.delete_event_leftovers(org_id, event_id)
     table.update_event(org_id, event_id, status=events.DELETED)
     log.info("deleted event=%s/%s", org_id, event_id)
@@ -318,7 +353,7 @@ def _erase(
             objects[photo["bucket"]].append(duplicate)
             raw_keys.append(duplicate)
         if faces and photo.get("face_ids"):
-            rekognition.delete_faces(keys.collection_id(org_id, event_id), list(photo["face_ids"]))
+            rekognition.delete_faces(org_id, event_id, list(photo["face_ids"]))
     for bucket, object_keys in objects.items():
         storage.delete_objects(bucket, sorted(set(object_keys)))
     for raw_key in raw_keys:

@@ -21,7 +21,7 @@ from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import bibs_from_detections
 from chalicelib.domain.model import Analysis, Failure, Photo, RawObject, iso_utc, parse_iso
-from chalicelib.services import events, uploads
+from chalicelib.services import events, pacing, uploads
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def detect_text(
     """Read bib numbers from the processed photo under the event's rules; return {"bibs": [...], "error": None}."""
     photo = Photo.from_dict(event["photo"])
     rules = events.bib_rules_for(table.event(photo.org_id, photo.event_id), settings.bib_rules)
+    pacing.take_turn("DetectText", table=table, settings=settings)
     detections = rekognition.detect_text(photo.bucket, photo.processed_key)
     bibs = bibs_from_detections(detections, rules)
     log.info("detected photo=%s detections=%d bibs=%d", photo.photo_id, len(detections), len(bibs))
@@ -129,8 +130,10 @@ def index_faces(
     if not events.faces_enabled(record) or (record or {}).get("faces_deleted_at"):
         log.info("skipped faces photo=%s: the event indexes no faces", photo.photo_id)
         return {"face_ids": [], "face_count": 0, "error": None}
+    pacing.take_turn("IndexFaces", table=table, settings=settings)
     face_ids = rekognition.index_faces(
-        keys.collection_id(photo.org_id, photo.event_id),
+        photo.org_id,
+        photo.event_id,
         photo.bucket,
         photo.processed_key,
         external_image_id=photo.photo_id,
@@ -173,7 +176,7 @@ def fanout(event: dict[str, Any], *, table: PhotoTable, rekognition: Rekognition
     leftover |= set((previous or {}).get("face_ids") or ())
     stale = sorted(leftover - set(face_ids))
     if stale:
-        rekognition.delete_faces(keys.collection_id(photo.org_id, photo.event_id), stale)
+        rekognition.delete_faces(photo.org_id, photo.event_id, stale)
         log.info("deleted superseded faces photo=%s faces=%d", photo.photo_id, len(stale))
     table.forget_noted_faces(photo.org_id, photo.event_id, photo.photo_id)
     uploads.mark(table, photo.raw_key, uploads.PROCESSED, photo_id=photo.photo_id)

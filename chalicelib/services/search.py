@@ -173,7 +173,8 @@ def selfie_search(
         result["note"] = f"the selfie shows {len(faces)} faces; searched with the largest"
     try:
         matches = rekognition.search_faces_by_image(
-            keys.collection_id(org_id, event_id),
+            org_id,
+            event_id,
             image,
             threshold=settings.search_threshold,
             max_faces=settings.search_max_faces,

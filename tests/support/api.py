@@ -12,7 +12,6 @@ from PIL import Image
 
 from chalicelib import clients
 from chalicelib.config import Settings
-from chalicelib.domain import keys
 from chalicelib.domain.model import Photo
 from sandbox.stage import stage_environment
 from tests.support.aws import STAGE
@@ -43,7 +42,7 @@ def selfie(colour: tuple[int, int, int], size: tuple[int, int] = (400, 400), fmt
 def index_people(rekognition: FakeRekognition, photos_people: list[tuple[Photo, list[str]]]) -> None:
     """Index each photo's people into the event's collection, as IndexFaces would."""
     for photo, people in photos_people:
-        faces = rekognition.collections.setdefault(keys.collection_id(photo.org_id, photo.event_id), {})
+        faces = rekognition.collections.setdefault((photo.org_id, photo.event_id), {})
         for person in people:
             faces[f"{photo.photo_id}-{person}-{len(faces)}"] = (person, photo.photo_id)
 

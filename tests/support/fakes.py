@@ -31,7 +31,8 @@ class FakeRekognition:
         self._text = text or (lambda bucket, key: [])
         self._faces = faces or (lambda bucket, key: [])
         self._people = people or (lambda image: [])
-        self.collections: dict[str, dict[str, tuple[str, str]]] = {}  # id -> face id -> (person, image)
+        # (org, event) -> face id -> (person, image)
+        self.collections: dict[tuple[str, str], dict[str, tuple[str, str]]] = {}
         self.errors: dict[str, list[Exception] | Exception] = {}
         self.calls: list[str] = []
         self._lock = threading.Lock()
@@ -54,14 +55,15 @@ class FakeRekognition:
         self._maybe_raise("detect_text")
         return list(self._text(bucket, key))
 
-    def create_collection(self, collection_id: str) -> None:
+    def create_collection(self, org_id: str, event_id: str) -> None:
         self._maybe_raise("create_collection")
         with self._lock:
-            self.collections.setdefault(collection_id, {})
+            self.collections.setdefault((org_id, event_id), {})
 
     def index_faces(
         self,
-        collection_id: str,
+        org_id: str,
+        event_id: str,
         bucket: str,
         key: str,
         *,
@@ -71,7 +73,7 @@ class FakeRekognition:
     ) -> list[str]:
         self._maybe_raise("index_faces")
         with self._lock:
-            faces = self.collections.setdefault(collection_id, {})
+            faces = self.collections.setdefault((org_id, event_id), {})
             new = {}
             for person in self._faces(bucket, key)[:max_faces]:
                 new[str(uuid.UUID(bytes=hashlib.md5(f"{key}/{person}/{len(faces)}".encode()).digest()))] = (
@@ -81,17 +83,17 @@ class FakeRekognition:
             faces.update(new)
         return list(new)
 
-    def delete_faces(self, collection_id: str, face_ids: list[str]) -> None:
+    def delete_faces(self, org_id: str, event_id: str, face_ids: list[str]) -> None:
         self._maybe_raise("delete_faces")
         with self._lock:
-            faces = self.collections.get(collection_id, {})
+            faces = self.collections.get((org_id, event_id), {})
             for face_id in face_ids:
                 faces.pop(face_id, None)
 
-    def delete_collection(self, collection_id: str) -> bool:
+    def delete_collection(self, org_id: str, event_id: str) -> bool:
         self._maybe_raise("delete_collection")
         with self._lock:
-            return self.collections.pop(collection_id, None) is not None
+            return self.collections.pop((org_id, event_id), None) is not None
 
     def detect_faces(self, image: bytes) -> list[FaceBox]:
         self._maybe_raise("detect_faces")
@@ -100,19 +102,19 @@ class FakeRekognition:
         return [FaceBox(0.1, 0.1, 0.5 / (n + 1), 0.5 / (n + 1), 99.0) for n, _ in enumerate(people)]
 
     def search_faces_by_image(
-        self, collection_id: str, image: bytes, *, threshold: float, max_faces: int
+        self, org_id: str, event_id: str, image: bytes, *, threshold: float, max_faces: int
     ) -> list[FaceMatch]:
         """Matches the indexed faces of the image's largest person; like the service, 99 similarity."""
         self._maybe_raise("search_faces_by_image")
         people = self._people(image)
         with self._lock:
-            if collection_id not in self.collections:
-                raise CollectionNotFound(collection_id)
+            if (org_id, event_id) not in self.collections:
+                raise CollectionNotFound(f"{org_id}/{event_id}")
             if not people:
                 raise NoFaceInImage("no face found in the image")
             matches = [
                 FaceMatch(face_id=face_id, external_image_id=external, similarity=99.0)
-                for face_id, (label, external) in self.collections[collection_id].items()
+                for face_id, (label, external) in self.collections[(org_id, event_id)].items()
                 if label == people[0] and threshold <= 99.0
             ]
         return matches[:max_faces]
