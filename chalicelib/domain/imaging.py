@@ -2,6 +2,7 @@
 
 Pure domain: Pillow, pillow_heif and thumbhash only. The format is decided by the bytes, never by
 the file name. Every way an upload can fail becomes one of the named `InvalidImage` errors.
+pillow_heif is imported only when an ISO media file (HEIC, HEIF, AVIF, ...) arrives.
 
 Pillow globals are never touched (the code runs in threads): truncated data stays an error because
 LOAD_TRUNCATED_IMAGES keeps its default, and the pixel limit is ours, checked from the header,
@@ -15,12 +16,12 @@ import io
 import logging
 import re
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
-import pillow_heif
 from PIL import (
     GifImagePlugin,  # noqa: F401 - importing a plugin registers its opener in Image.OPEN
     Image,
@@ -41,9 +42,8 @@ except ImportError:  # Pillow built without LittleCMS: colours pass through unco
 
 logger = logging.getLogger(__name__)
 
-pillow_heif.register_heif_opener()
-
-# Pillow format names, in the order their signatures are tried.
+# Pillow format names, in the order their signatures are tried. HEIF's opener is registered by
+# pillow_heif on first use (see _open).
 _DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "TIFF", "GIF")
 _EXPECTED = "JPEG, PNG, WebP, HEIC/HEIF, TIFF or GIF"
 
@@ -96,6 +96,10 @@ _RESAMPLE = Image.Resampling.BILINEAR
 # Matters only for non-JPEG sources over 6x too wide: a box reduce first is far cheaper and, at a
 # gap of 3, indistinguishable from a single pass.
 _REDUCING_GAP = 3.0
+
+
+# Held while pillow_heif is imported and registered, so concurrent first HEIC uploads do it once.
+_HEIF_LOCK = threading.Lock()
 
 # Only to name what was uploaded in the error message.
 _SIGNATURES = (
@@ -192,6 +196,12 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Return the image parsed from its header only; raise if unsupported, corrupt or too large."""
     prefix = data[:16]
     for fmt in _DECODED_FORMATS:
+        if fmt == "HEIF":
+            # Only an ISO media file (an `ftyp` box first: pillow_heif's own first test) can be
+            # HEIF, so only one loads pillow_heif; every other cold start skips its import.
+            if prefix[4:8] != b"ftyp":
+                continue
+            _register_heif_opener()
         factory, accept = Image.OPEN[fmt]
         verdict = accept(prefix) if accept is not None else True
         if isinstance(verdict, str):  # Pillow's way of saying "recognised, but support missing"
@@ -211,6 +221,15 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
         _check_pixels(image.size, fmt, max_pixels)
         return image
     raise UnsupportedImageFormat(f"unsupported image format: {_describe(data)}; expected {_EXPECTED}")
+
+
+def _register_heif_opener() -> None:
+    """Import pillow_heif and register its Pillow opener, once per process (thread-safe)."""
+    with _HEIF_LOCK:
+        if "HEIF" not in Image.OPEN:
+            import pillow_heif
+
+            pillow_heif.register_heif_opener()
 
 
 def _check_pixels(size: tuple[int, int], fmt: str, max_pixels: int) -> None:
