@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import Image, ImageCms, ImageFile
+from PIL import Image, ImageCms, ImageFile, ImageStat
 from thumbhash import thumbhash_to_image
+from thumbhash.encode import rgba_to_thumbhash
 
 from chalicelib.domain import imaging
 from chalicelib.domain.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
@@ -580,6 +581,47 @@ def test_thumbhash_is_standard_base64_of_a_plausible_hash() -> None:
     preview = thumbhash_to_image(raw).convert("RGB")
     assert preview.width > preview.height  # the hash remembers a landscape aspect
     assert close_to(preview.getpixel((preview.width // 2, preview.height // 2)), RED, tolerance=60)
+
+
+def photo_like(size: tuple[int, int]) -> Image.Image:
+    """Return an image with a sky, a ground, a red shirt and grain: enough structure for a hash."""
+    width, height = size
+    image = Image.new("RGB", size, (90, 150, 220))
+    image.paste((70, 120, 40), (0, height * 3 // 5, width, height))
+    image.paste(RED, (width // 3, height // 3, width // 2, height * 4 // 5))
+    grain = Image.effect_noise(size, 20).convert("RGB")
+    return Image.blend(image, grain, 0.15)
+
+
+def hash_at(image: Image.Image, max_side: int) -> bytes:
+    """Return the ThumbHash of `image` shrunk to at most `max_side` (the app's old side was 100)."""
+    scale = max_side / max(image.size)
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    return rgba_to_thumbhash(small.width, small.height, small.convert("RGBA").tobytes())
+
+
+def aspect(image: Image.Image) -> float:
+    return image.width / image.height
+
+
+@pytest.mark.parametrize("size", [(600, 400), (400, 600), (640, 360), (500, 500)])
+def test_thumbhash_from_a_32_px_copy_decodes_to_the_photos_shape_and_colours(size: tuple[int, int]) -> None:
+    photo = photo_like(size)
+
+    raw = base64.b64decode(process(encode(photo, "PNG")).thumbhash)
+
+    preview = thumbhash_to_image(raw, saturation_boost=1.0).convert("RGB")
+    reference = thumbhash_to_image(hash_at(photo, 100), saturation_boost=1.0).convert("RGB")
+    # ThumbHash stores the aspect ratio only as its coefficient grid (e.g. 7x5 for 3:2).
+    assert preview.size == reference.size
+    assert abs(aspect(preview) / aspect(photo) - 1) < 0.1
+    average = tuple(round(v) for v in ImageStat.Stat(preview).mean)
+    assert close_to(average, tuple(round(v) for v in ImageStat.Stat(photo).mean), tolerance=8)
+    assert close_to(average, tuple(round(v) for v in ImageStat.Stat(reference).mean), tolerance=3)
+    # Still a picture of the scene: blue above, green below.
+    top, bottom = preview.getpixel((2, 1)), preview.getpixel((2, preview.height - 2))
+    assert top[2] > top[1] > top[0]
+    assert bottom[1] > bottom[2] and bottom[1] > bottom[0]
 
 
 def test_thumbhash_sees_the_upright_image() -> None:

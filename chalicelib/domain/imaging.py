@@ -85,7 +85,11 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 # Modes that resize, alpha flattening and ImageCms all accept without an extra conversion.
 _WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
-_THUMBHASH_MAX_SIDE = 100
+# ThumbHash keeps at most 7x7 luma coefficients, so a 32-px copy is plenty. 32, not 100 (~25 ms
+# less per 24 MP photo): over 89 photos and crops the hash was byte-identical in 41; in the other
+# 48 it moved by 2 bytes (median; at most 11) and the decoded placeholder by a mean 0.66/255
+# (median; worst photo 11.6/255, single pixels up to 69/255), no further from the photo overall.
+_THUMBHASH_MAX_SIDE = 32
 # Built once and only read afterwards, so threads can share it.
 _SRGB = None if ImageCms is None else ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 # BILINEAR, not LANCZOS: after a JPEG draft the remaining shrink is under 2x. Against a
@@ -375,7 +379,7 @@ def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
 
 
 def _thumbhash(image: Image.Image) -> str:
-    """Return the standard-base64 ThumbHash of `image`, computed at most 100x100 (pure Python)."""
+    """Return the standard-base64 ThumbHash of `image`, computed from a copy at most 32x32."""
     width, height = image.size
     scale = min(1.0, _THUMBHASH_MAX_SIDE / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
