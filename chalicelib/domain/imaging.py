@@ -92,15 +92,18 @@ _WORKING_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 _THUMBHASH_MAX_SIDE = 32
 # Built once and only read afterwards, so threads can share it.
 _SRGB = None if ImageCms is None else ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-# BILINEAR, not LANCZOS: after a JPEG draft the remaining shrink is under 2x. Against a
-# full-resolution LANCZOS resize (bench photo) BILINEAR lands at 46.6 dB PSNR, LANCZOS/BICUBIC at
-# 48.5 dB, but the q90 JPEG that follows costs ~37 dB either way: the saved outputs differ by
-# 0.02 dB while BILINEAR resizes in about half the time of BICUBIC.
-_RESAMPLE = Image.Resampling.BILINEAR
+# LANCZOS, not BILINEAR, for the shrink that remains after a JPEG draft (under 2x). On detailed
+# 24 MP photos BILINEAR blurs enough that no JPEG quality reaches sharp's SSIM at sharp's bytes;
+# LANCZOS at q87 gives 2-3 % fewer bytes than sharp (mozjpeg q90) at 0.0005-0.002 higher SSIM,
+# for ~60 ms more per photo (`python -m bench.preprocess --vs-sharp`).
+_RESAMPLE = Image.Resampling.LANCZOS
 # Matters only for non-JPEG sources over 6x too wide: a box reduce first is far cheaper and, at a
-# gap of 3, indistinguishable from a single pass.
+# gap of 3, indistinguishable from a single pass. After a JPEG draft it never applies.
 _REDUCING_GAP = 3.0
-
+# Progressive: 6-6.5 % fewer bytes than baseline for the same pixels; `optimize` adds nothing to
+# it (libjpeg always builds Huffman tables for progressive scans). 4:2:0: 4:4:4 costs ~20 % more
+# bytes for the same luma SSIM. Both named rather than left to Pillow's defaults.
+_JPEG_OPTIONS = {"progressive": True, "subsampling": "4:2:0"}
 
 # Held while pillow_heif is imported and registered, so concurrent first HEIC uploads do it once.
 _HEIF_LOCK = threading.Lock()
@@ -189,7 +192,7 @@ def _render(
 
 def _jpeg(rgb: Image.Image, quality: int) -> bytes:
     buffer = io.BytesIO()
-    rgb.save(buffer, "JPEG", quality=quality, progressive=True)
+    rgb.save(buffer, "JPEG", quality=quality, **_JPEG_OPTIONS)
     return buffer.getvalue()
 
 
