@@ -4,6 +4,9 @@ Run from the repo root: `.venv/bin/python -m bench.preprocess [--runs N]`.
 Both pipelines are timed in this process on the same in-memory JPEG (median of N runs after a
 warm-up). Peak RSS is measured for one photo in a fresh child process per pipeline, since this
 process's own peak is dominated by generating the test photo and by memory it keeps after runs.
+
+`--vs-sharp [--scratch DIR]` compares the step instead with sharp, the reference system's
+preprocess, as whole processes on a camera-like photo (bench/vs_sharp.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from chalicelib.config import Settings
 from chalicelib.domain.imaging import process_image
 
 WIDTH, HEIGHT = 6000, 4000
 MAX_WIDTH = 2048
-QUALITY = 90
+QUALITY = Settings.jpeg_quality
 MAX_PIXELS = 120_000_000
 CAPTURED = "2024:05:12 09:31:07"
 
@@ -130,10 +134,24 @@ def _vm_hwm_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--vs-sharp", action="store_true", help="compare with sharp as whole processes (needs node and npm)"
+    )
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="--vs-sharp's folder for the photo, the requirements.txt-only venv and sharp "
+        "(default ~/.cache/snaprace-bench)",
+    )
     parser.add_argument("--peak-rss-of", choices=sorted(PIPELINES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peak_rss_of:
         print_peak_rss(args.peak_rss_of)
+        return
+    if args.vs_sharp:
+        from bench import vs_sharp  # numpy: only this mode needs it
+
+        vs_sharp.compare(args.runs, args.scratch or vs_sharp.DEFAULT_SCRATCH)
         return
 
     data = make_photo()

@@ -5,19 +5,26 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import subprocess
+import sys
+import textwrap
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pillow_heif
 import pytest
-from PIL import Image, ImageCms, ImageFile
+from PIL import Image, ImageCms, ImageFile, ImageStat
 from thumbhash import thumbhash_to_image
+from thumbhash.encode import rgba_to_thumbhash
 
 from chalicelib.domain import imaging
 from chalicelib.domain.errors import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImageFormat
 from chalicelib.domain.imaging import ProcessedImage, process_image
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 RED = (255, 0, 0)
 WHITE = (255, 255, 255)
 CANVAS = (60, 40)  # wider than tall, so a wrong quarter turn shows in the size
@@ -43,6 +50,13 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+def heic(image: Image.Image, **params) -> bytes:
+    """Return `image` as HEIC, lossless (quality -1, 4:4:4) unless `params` say otherwise."""
+    # The app registers pillow_heif's opener only when it meets a HEIC; writing one here needs it now.
+    pillow_heif.register_heif_opener()
+    return encode(image, "HEIF", **{"quality": -1, "chroma": 444, **params})
 
 
 def exif_bytes(
@@ -273,7 +287,7 @@ def test_webp_is_decoded_by_content_whatever_its_name() -> None:
 
 def test_heic_is_decoded() -> None:
     # Lossless (quality -1, 4:4:4) keeps x265's run-to-run variation out of the pixel checks.
-    data = encode(upright_canvas((64, 48)), "HEIF", quality=-1, chroma=444)
+    data = heic(upright_canvas((64, 48)))
     assert data[4:12] == b"ftypheic"
 
     image = decoded(process(data))
@@ -286,12 +300,76 @@ def test_heic_is_decoded() -> None:
 def test_heic_orientation_is_applied_once(orientation: int) -> None:
     # pillow_heif stores the orientation as HEIF transforms, which libheif applies on decoding.
     stored = stored_with_orientation(upright_canvas((64, 48)), orientation)
-    data = encode(stored, "HEIF", quality=-1, chroma=444, exif=exif_bytes(orientation))
+    data = heic(stored, exif=exif_bytes(orientation))
 
     image = decoded(process(data))
 
     assert image.size == (64, 48)
     assert_red_block_top_left(image)
+
+
+def test_heic_is_decoded_when_no_heif_opener_is_registered_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = heic(upright_canvas((64, 48)))
+    monkeypatch.delitem(Image.OPEN, "HEIF")  # as in a fresh process: the app registers it on demand
+
+    image = decoded(process(data))
+
+    assert "HEIF" in Image.OPEN
+    assert image.size == (64, 48)
+    assert_red_block_top_left(image)
+
+
+def test_concurrent_first_heic_uploads_all_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    uploads = [
+        heic(stored_with_orientation(upright_canvas((64, 48)), o), exif=exif_bytes(o)) for o in (1, 6)
+    ] * 4
+    monkeypatch.delitem(Image.OPEN, "HEIF")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(process, uploads))
+
+    for result in results:
+        assert (result.width, result.height) == (64, 48)
+        assert_red_block_top_left(decoded(result))
+
+
+def test_pillow_heif_is_imported_only_when_an_iso_media_file_arrives(tmp_path: Path) -> None:
+    uploads = {
+        "jpeg": encode(upright_canvas(), "JPEG"),
+        "png": encode(upright_canvas(), "PNG"),
+        "text": b"Bib 1234 finished in 3:12:45\n",
+        "heic": heic(upright_canvas((64, 48))),
+    }
+    for name, data in uploads.items():
+        (tmp_path / name).write_bytes(data)
+    # A fresh interpreter: in this one the test helpers have imported pillow_heif already.
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from chalicelib.domain.imaging import process_image
+        from chalicelib.domain.errors import InvalidImage
+        for path in sys.argv[1:]:
+            try:
+                result = process_image(Path(path).read_bytes(), max_width=2048, jpeg_quality=87, max_pixels=10**6)
+                outcome = f"{result.width}x{result.height}"
+            except InvalidImage as exc:
+                outcome = type(exc).__name__
+            print(Path(path).name, outcome, "pillow_heif" in sys.modules)
+        """
+    )
+    paths = [str(tmp_path / name) for name in uploads]
+
+    child = subprocess.run(
+        [sys.executable, "-c", script, *paths], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+
+    assert child.stdout.splitlines() == [
+        "jpeg 60x40 False",
+        "png 60x40 False",
+        "text UnsupportedImageFormat False",
+        "heic 64x48 True",
+    ]
 
 
 def test_tiff_is_decoded() -> None:
@@ -503,6 +581,47 @@ def test_thumbhash_is_standard_base64_of_a_plausible_hash() -> None:
     preview = thumbhash_to_image(raw).convert("RGB")
     assert preview.width > preview.height  # the hash remembers a landscape aspect
     assert close_to(preview.getpixel((preview.width // 2, preview.height // 2)), RED, tolerance=60)
+
+
+def photo_like(size: tuple[int, int]) -> Image.Image:
+    """Return an image with a sky, a ground, a red shirt and grain: enough structure for a hash."""
+    width, height = size
+    image = Image.new("RGB", size, (90, 150, 220))
+    image.paste((70, 120, 40), (0, height * 3 // 5, width, height))
+    image.paste(RED, (width // 3, height // 3, width // 2, height * 4 // 5))
+    grain = Image.effect_noise(size, 20).convert("RGB")
+    return Image.blend(image, grain, 0.15)
+
+
+def hash_at(image: Image.Image, max_side: int) -> bytes:
+    """Return the ThumbHash of `image` shrunk to at most `max_side` (the app's old side was 100)."""
+    scale = max_side / max(image.size)
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    return rgba_to_thumbhash(small.width, small.height, small.convert("RGBA").tobytes())
+
+
+def aspect(image: Image.Image) -> float:
+    return image.width / image.height
+
+
+@pytest.mark.parametrize("size", [(600, 400), (400, 600), (640, 360), (500, 500)])
+def test_thumbhash_from_a_32_px_copy_decodes_to_the_photos_shape_and_colours(size: tuple[int, int]) -> None:
+    photo = photo_like(size)
+
+    raw = base64.b64decode(process(encode(photo, "PNG")).thumbhash)
+
+    preview = thumbhash_to_image(raw, saturation_boost=1.0).convert("RGB")
+    reference = thumbhash_to_image(hash_at(photo, 100), saturation_boost=1.0).convert("RGB")
+    # ThumbHash stores the aspect ratio only as its coefficient grid (e.g. 7x5 for 3:2).
+    assert preview.size == reference.size
+    assert abs(aspect(preview) / aspect(photo) - 1) < 0.1
+    average = tuple(round(v) for v in ImageStat.Stat(preview).mean)
+    assert close_to(average, tuple(round(v) for v in ImageStat.Stat(photo).mean), tolerance=8)
+    assert close_to(average, tuple(round(v) for v in ImageStat.Stat(reference).mean), tolerance=3)
+    # Still a picture of the scene: blue above, green below.
+    top, bottom = preview.getpixel((2, 1)), preview.getpixel((2, preview.height - 2))
+    assert top[2] > top[1] > top[0]
+    assert bottom[1] > bottom[2] and bottom[1] > bottom[0]
 
 
 def test_thumbhash_sees_the_upright_image() -> None:
