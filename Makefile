@@ -32,6 +32,9 @@ bench-search: $(STAMP)
 bench-event-day: $(STAMP)
 	$(BIN)/python -m bench.event_day --baseline --old
 
+bench-cost: $(STAMP)
+	$(BIN)/python -m bench.cost
+
 demo: $(STAMP)
 	$(BIN)/python -m sandbox serve
 

@@ -17,6 +17,7 @@ from bench.asl import (
     fallback_states,
     success_path,
 )
+from bench.cost import item_size, write_units
 from bench.des import Simulation
 from bench.event_day import PaceDynamoDB, TokenBucket, fluid_bound, upload_times
 from chalicelib.adapters.table import PhotoTable
@@ -179,3 +180,20 @@ def test_after_race_uploads_ramp_up_then_tail_off():
     assert len(times) == 3000 and times == sorted(times) and times[0] >= 0 and times[-1] <= 3600
     first, last = sum(t < 1200 for t in times), sum(t >= 2400 for t in times)
     assert first > 2 * last  # a triangle peaking at 10 min: ~47% in the first third, ~13% in the last
+
+
+def test_item_size_counts_names_and_values_as_dynamodb_does():
+    item = {"PK": {"S": "ORG#a"}, "n": {"N": "12345"}, "ok": {"BOOL": True}, "tags": {"L": [{"S": "ab"}]}}
+    # PK 2+5, n 1+(5 digits -> 3+1), ok 2+1, tags 4+(3 + 1 + 2)
+    assert item_size(item) == 7 + 5 + 3 + 10
+
+
+def test_a_transaction_doubles_the_table_write_but_not_the_index_writes():
+    photo = {"PK": {"S": "p"}, "SK": {"S": "s"}, "GSI1PK": {"S": "g"}, "GSI1SK": {"S": "h"}}
+    assert write_units(None, photo) == 2  # the table and one index
+    assert write_units(None, photo, transaction=True) == 3
+    assert write_units(photo, None) == 2  # a delete leaves the index too
+    moved = {**photo, "GSI1PK": {"S": "other"}}
+    assert write_units(photo, moved) == 3  # the index entry is deleted and put
+    big = {"PK": {"S": "p"}, "SK": {"S": "s"}, "blob": {"S": "x" * 1500}}
+    assert write_units(big, {"PK": {"S": "p"}, "SK": {"S": "s"}}) == 2  # the larger image counts
