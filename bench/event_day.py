@@ -1,7 +1,9 @@
 """Event day at internet scale: a discrete-event simulation of N photos over an upload window.
 
 Run from the repo root: `.venv/bin/python -m bench.event_day [--photos 20000] [--minutes 60]
-[--tps 5 50] [--seed 1] [--curve after-race|uniform] [--baseline] [--old [REV]] [--set NAME=VALUE]`.
+[--tps 5 50] [--seed 1] [--curve after-race|uniform] [--baseline] [--old [REV]]`, and for what-ifs
+`[--set NAME=VALUE] [--burst SECONDS] [--outage AT SECONDS]` (an environment variable on every
+function; Rekognition's burst; a window in which Rekognition refuses every call).
 
 Pure Python (bench/des.py, heapq); deterministic for a seed. What it reads rather than retypes, so it
 breaks (or changes its answer) when they drift:
@@ -232,13 +234,17 @@ def fluid_bound(arrivals: list[float], rate: float) -> float:
 
 
 class TokenBucket:
-    """A quota of `rate` calls/s with a burst of `capacity`: a call takes a token or is refused."""
+    """A quota of `rate` calls/s with a burst of `capacity`: a call takes a token or is refused.
+    During an `outage` (start, end) every call is refused and the bucket does not fill."""
 
-    def __init__(self, rate: float, capacity: float) -> None:
-        self.rate, self.capacity = rate, capacity
+    def __init__(self, rate: float, capacity: float, outage: tuple[float, float] | None = None) -> None:
+        self.rate, self.capacity, self.outage = rate, capacity, outage
         self._tokens, self._last = capacity, 0.0
 
     def take(self, now: float) -> bool:
+        if self.outage is not None and self.outage[0] <= now < self.outage[1]:
+            self._last = now
+            return False
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens >= 1.0:
@@ -363,6 +369,7 @@ class EventDay:
         seed: int,
         *,
         burst: float = 1.0,
+        outage: tuple[float, float] | None = None,
         assumed: Assumptions = ASSUMED,
     ) -> None:
         self.policy = policy
@@ -382,7 +389,7 @@ class EventDay:
         self.functions = {f: Function(f, policy.memory_mb[f]) for f in FUNCTIONS}
         # Burst capacity: `burst` seconds of quota (1.0: T calls), never under one call.
         capacity = max(1.0, burst * quota_tps)
-        self.buckets = {op: TokenBucket(quota_tps, capacity) for op in REKOGNITION_STEPS.values()}
+        self.buckets = {op: TokenBucket(quota_tps, capacity, outage) for op in REKOGNITION_STEPS.values()}
         self.interpreter = Interpreter(
             self.sim, policy.definition, self._task, self.rng, state_latency=assumed.state_latency
         )
@@ -673,10 +680,11 @@ def simulate(
     curve: str = "after-race",
     seed: int = 1,
     burst: float = 1.0,
+    outage: tuple[float, float] | None = None,
 ) -> Result:
     """Run one scenario; the uploads depend only on the seed, so scenarios see the same ones."""
     uploads = upload_times(photos, minutes, curve, random.Random(seed))
-    return EventDay(policy, quota_tps, uploads, seed + 1, burst=burst).run()
+    return EventDay(policy, quota_tps, uploads, seed + 1, burst=burst, outage=outage).run()
 
 
 def paced(policy: Policy, quota_tps: float) -> Policy:
@@ -855,6 +863,13 @@ def main() -> None:
         default=1.0,
         help="Rekognition's burst capacity, in seconds of quota (default 1)",
     )
+    parser.add_argument(
+        "--outage",
+        type=float,
+        nargs=2,
+        metavar=("AT", "SECONDS"),
+        help="what-if: Rekognition refuses every call for SECONDS from AT seconds into the event",
+    )
     parser.add_argument("--baseline", action="store_true", help="also run without pacing (REKOGNITION_TPS 0)")
     parser.add_argument(
         "--old",
@@ -901,6 +916,7 @@ def main() -> None:
                     curve=args.curve,
                     seed=args.seed,
                     burst=args.burst,
+                    outage=(args.outage[0], sum(args.outage)) if args.outage else None,
                 )
             )
     print()
