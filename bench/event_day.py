@@ -781,6 +781,11 @@ def describe_inputs(policy: Policy, args: argparse.Namespace) -> None:
     )
     for note in policy.notes:
         print(f"config drift: {note}")
+    print(
+        "counted: transitions as Standard bills them (each state entered, a Parallel's branches' states "
+        "included, and each retry); a fallback is a Catch into a Pass state (published without bibs or "
+        "faces), a failure a run recorded FAILED; Rekognition calls include those refused"
+    )
 
 
 def verdicts(results: list[Result], policies: dict[float, Policy], uploads: list[float]) -> None:
