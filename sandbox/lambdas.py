@@ -44,6 +44,7 @@ class LocalLambdas:
             environment_variables=dict(environment or {}),
         )
         self._client = TestLambdaClient(app, config)
+        hush_presence_probes(json.loads((PROJECT_DIR / "statemachine.json").read_text()))
         self._prefix = f"{APP_NAME}-{stage}-"
         self._scale = retry_sleep_scale
         self._lock = threading.Lock()
@@ -88,6 +89,32 @@ class LocalLambdas:
         fake_time = SimpleNamespace(sleep=self._sleep)
         with mock.patch(_LAMBDA_BACKEND, invoke), mock.patch(_RETRY_TIME, fake_time):
             yield self
+
+
+class _PresenceProbes(logging.Filter):
+    """Drops moto's error log for a Choice's IsPresent test of a path that is absent: the test is
+    answered correctly (False), but moto also logs NoSuchJsonPathError, once per run."""
+
+    def __init__(self, paths: set[str]) -> None:
+        super().__init__()
+        self._paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "NoSuchJsonPathError" not in message or not any(f"'{p}'" in message for p in self._paths)
+
+
+def hush_presence_probes(definition: dict[str, Any]) -> None:
+    """Install _PresenceProbes for the paths `definition`'s Choice states test with IsPresent."""
+    paths = {
+        rule["Variable"]
+        for state in definition.get("States", {}).values()
+        for rule in state.get("Choices", [])
+        if "IsPresent" in rule and "Variable" in rule
+    }
+    target = logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component")
+    if paths and not any(isinstance(f, _PresenceProbes) for f in target.filters):
+        target.addFilter(_PresenceProbes(paths))
 
 
 def _short_name(function_name: str) -> str:

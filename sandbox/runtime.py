@@ -30,6 +30,7 @@ from unittest import mock
 
 import boto3
 
+from sandbox.atomic import install_serial_dynamodb
 from sandbox.lambdas import LocalLambdas
 from sandbox.quota import RateQuota
 from sandbox.resources import StageResources, create_stage_resources
@@ -175,6 +176,8 @@ class Sandbox:
         # real S3 refuses a wrong key, content type or size, an expired policy or a bad signature.
         # The gate checks each such form as S3 does, signed with the key the sandbox's clients use.
         install_post_policy_gate(server, secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
+        # DynamoDB applies each request atomically; moto's threads do not (see sandbox/atomic.py).
+        install_serial_dynamodb(server)
 
     def _start_rekognition(self) -> None:
         from sandbox.rekognition_service import LocalRekognition, make_server

@@ -20,9 +20,10 @@ def aws():
     from moto import mock_aws
 
     from chalicelib import clients
+    from sandbox.atomic import serial_dynamodb
 
     clients.cache_clear()
-    with mock_aws(config=MOTO_CONFIG):
+    with mock_aws(config=MOTO_CONFIG), serial_dynamodb():
         yield
     clients.cache_clear()
 

@@ -42,10 +42,11 @@ def api_url():
 
     import app as snaprace
     from sandbox.api import start_api
+    from sandbox.atomic import serial_dynamodb
     from sandbox.resources import create_stage_resources
 
     clients.cache_clear()
-    with mock_aws(config=MOTO_CONFIG), pytest.MonkeyPatch.context() as patch:
+    with mock_aws(config=MOTO_CONFIG), serial_dynamodb(), pytest.MonkeyPatch.context() as patch:
         resources = create_stage_resources(STAGE, region=REGION)
         table = PhotoTable(boto3.client("dynamodb"), resources.table_name)
         bucket = resources.bucket  # deleting a photo deletes its objects: they live in the real bucket
