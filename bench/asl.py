@@ -29,6 +29,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bench.des import Process, Signal, Simulation
@@ -220,13 +221,26 @@ class Interpreter:
         rng: random.Random,
         *,
         state_latency: float = 0.0,
+        epoch: float = 0.0,
     ) -> None:
         self._sim = sim
+        self._epoch = epoch
         self._definition = definition
         self._task = task
         self._rng = rng
         self._latency = state_latency
         self._retriers: dict[int, list[Retrier]] = {}  # by id() of the state: parsed once
+
+    def _wait(self, state: dict[str, Any], execution: Execution) -> float:
+        """A Wait state's seconds: `Seconds`, or until `TimestampPath`'s ISO 8601 UTC time, whose
+        epoch seconds are simulated time plus `epoch` (a time already past waits nothing)."""
+        if "Seconds" in state:
+            return float(state["Seconds"])
+        found, value = _lookup(execution.doc, state["TimestampPath"])
+        if not found:
+            raise KeyError(f"Wait {state['TimestampPath']}: not in the input (States.Runtime)")
+        due = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return max(0.0, due - self._epoch - self._sim.now)
 
     def execute(self, execution: Execution) -> Process:
         """A process running `execution` from StartAt to its end; returns its Outcome."""
@@ -256,7 +270,7 @@ class Interpreter:
             elif kind == "Fail":
                 return Outcome(FAILED, state.get("Error"))
             elif kind == "Wait":
-                yield float(state["Seconds"])
+                yield self._wait(state, execution)
             elif kind != "Pass":
                 raise NotImplementedError(f"state type {kind}")
             if error == STOPPED:

@@ -16,8 +16,8 @@ quantities per photo come from three places, each named on its line of the outpu
   of 1 KB, the larger of the item before and after, each GSI the item is in, transactions twice,
   a failed condition still billed), log bytes at the prod LOG_LEVEL.
 - simulated: bench.event_day at 5 TPS (20 000 photos over an hour) for what only appears under
-  load: state transitions with retries, Rekognition calls, deferral hops (each an SQS send, receive,
-  delete, trigger invocation and upload mark), the pace table's UpdateItems (under load the
+  load: state transitions with retries (the WaitForTurn state included), Rekognition calls, the
+  pace table's UpdateItems (under load the
   conditional one fails and a second one follows), the time each Rekognition step waits for its
   turn and its answer (billed Lambda time), and Express's billed duration. --no-sim uses the
   ASL's success path and an unloaded pipeline instead.
@@ -295,7 +295,7 @@ def measure(photos: int, faces: int) -> Measurement:
     from bench.preprocess import make_photo
     from chalicelib import clients
     from chalicelib.domain.bibs import TextBox, TextDetection
-    from chalicelib.services import pacing, uploads
+    from chalicelib.services import uploads
     from sandbox.resources import create_stage_resources
     from sandbox.stage import PROJECT_DIR
     from tests.support.fakes import FakeRekognition
@@ -386,9 +386,6 @@ def measure(photos: int, faces: int) -> Measurement:
             text = timed("detect_text", "detect_text", state)
             found = timed("index_faces", "index_faces", state)
             timed("fanout", "fanout", {**state, "analysis": {"text": text, "faces": found}})
-            # One deferral hop of the same run: re-admitted, its slot still ahead, sent again.
-            later = pacing.Run(execution["name"] + "-hop", run, not_before=time.time() + 3600).to_message()
-            timed("hop", "on_upload", _sqs_event(resources, json.dumps(later)))
         for logger, handlers, propagate in kept:
             logger.handlers, logger.propagate = handlers, propagate
         table_bytes = sum(
@@ -453,12 +450,10 @@ class Load:
     transitions: float
     executions: float
     answered_calls: float  # Rekognition bills an image analysed, not a call refused over the quota
-    hops: float
     trigger_invocations: float
     invocations: dict[str, float]
     waiting_seconds: dict[str, float]  # per invocation: turns, Rekognition's answer, retry sleeps
     pace_requests: float
-    sqs_sends: float
     sqs_receives: float
     express_billed_seconds: float
     longest_execution: float
@@ -475,12 +470,10 @@ def simulated_load(photos: int) -> Load:
         transitions=result.transitions,
         executions=result.executions,
         answered_calls=result.rekognition_calls - result.refused_calls,
-        hops=result.hops,
         trigger_invocations=result.trigger_invocations,
         invocations=result.invocations,
         waiting_seconds=result.waiting_seconds,
         pace_requests=result.pace_requests,
-        sqs_sends=result.sqs_sends,
         sqs_receives=result.sqs_receives,
         express_billed_seconds=result.express_billed_seconds,
         longest_execution=result.longest_execution,
@@ -507,12 +500,10 @@ def unloaded(measured: Measurement) -> Load:
         transitions=len(success_path(policy.definition)),
         executions=1.0,
         answered_calls=2.0,
-        hops=0.0,
         trigger_invocations=2.0,
         invocations={"on_upload": 2.0, **dict.fromkeys(steps, 1.0), "record_failure": 0.0},
         waiting_seconds=waits,
         pace_requests=sum(measured.pace_requests.values()),
-        sqs_sends=0.0,
         sqs_receives=2.0,
         express_billed_seconds=math.ceil(execution * 10) / 10,
         longest_execution=execution,
@@ -577,11 +568,7 @@ def bill(measured: Measurement, load: Load, *, api_files: int = API_FILES) -> li
         seconds = measured.seconds[phase] + load.waiting_seconds.get(function, 0.0)
         gb_seconds[function] = calls * seconds * load.memory_mb[function] / 1024
         invocations += calls
-    trigger = (
-        measured.seconds["on_upload"]
-        + measured.seconds["on_upload_processed"]
-        + load.hops * measured.seconds["hop"]
-    )
+    trigger = measured.seconds["on_upload"] + measured.seconds["on_upload_processed"]
     gb_seconds["on_upload"] = trigger * load.memory_mb["on_upload"] / 1024
     # RecordFailure runs only for failures (none when paced); its time is the simulation's assumption.
     failures = load.invocations.get("record_failure", 0.0)
@@ -646,10 +633,9 @@ def bill(measured: Measurement, load: Load, *, api_files: int = API_FILES) -> li
         )
     )
     # DynamoDB: measured units, the pace items replaced by the simulated count (under load the
-    # conditional claim fails and a second update follows), hops each marking the upload again.
-    base_wru = sum(measured.wru[p] for p in measured.wru if p != "hop") - sum(measured.pace_requests.values())
-    wru = base_wru + load.hops * measured.wru["hop"] + load.pace_requests
-    rru = sum(measured.rru[p] for p in measured.rru if p != "hop") + load.hops * measured.rru["hop"]
+    # conditional claim fails and a second update follows).
+    wru = sum(measured.wru.values()) - sum(measured.pace_requests.values()) + load.pace_requests
+    rru = sum(measured.rru.values())
     lines.append(
         Line.both(
             "DynamoDB write request units",
@@ -666,13 +652,11 @@ def bill(measured: Measurement, load: Load, *, api_files: int = API_FILES) -> li
             rru * price("dynamodb_rru") * per_1000,
         )
     )
-    for phase in ("api", "on_upload", "preprocess", "detect_text", "index_faces", "fanout", "hop"):
-        times = load.hops if phase == "hop" else 1.0
-        phase_wru = times * (measured.wru[phase] - measured.pace_requests.get(phase, 0.0))
-        phase_rru = times * measured.rru[phase]
+    for phase in ("api", "on_upload", "preprocess", "detect_text", "index_faces", "fanout"):
+        phase_wru = measured.wru[phase] - measured.pace_requests.get(phase, 0.0)
+        phase_rru = measured.rru[phase]
         dollars = (phase_wru * price("dynamodb_wru") + phase_rru * price("dynamodb_rru")) * per_1000
-        label = f"  {'deferral hops' if phase == 'hop' else phase}"
-        lines.append(Line.both(label, f"{phase_wru:.1f} WRU, {phase_rru:.1f} RRU", "", dollars))
+        lines.append(Line.both(f"  {phase}", f"{phase_wru:.1f} WRU, {phase_rru:.1f} RRU", "", dollars))
     lines.append(
         Line.both(
             "  pace reservations",
@@ -681,13 +665,13 @@ def bill(measured: Measurement, load: Load, *, api_files: int = API_FILES) -> li
             load.pace_requests * price("dynamodb_wru") * per_1000,
         )
     )
-    # SQS: S3 sends a notification per object (raw and processed); deferrals send again; the event
-    # source receives and deletes each message.
-    sqs = 2 + load.sqs_sends + 2 * load.sqs_receives
+    # SQS: S3 sends a notification per object (raw and processed); the event source receives and
+    # deletes each message.
+    sqs = 2 + 2 * load.sqs_receives
     lines.append(
         Line.both(
             "SQS requests",
-            f"{sqs:.2f} ({load.hops:.2f} deferral hops)",
+            f"{sqs:.2f}",
             load.tag,
             sqs * price("sqs_request") * per_1000,
         )
@@ -700,9 +684,7 @@ def bill(measured: Measurement, load: Load, *, api_files: int = API_FILES) -> li
             price("apigw_request") / api_files * per_1000,
         )
     )
-    log_bytes = (
-        sum(v for p, v in measured.log_bytes.items() if p != "hop") + load.hops * measured.log_bytes["hop"]
-    )
+    log_bytes = sum(measured.log_bytes.values())
     lines.append(
         Line.both(
             "CloudWatch Logs ingestion",

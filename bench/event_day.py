@@ -12,13 +12,14 @@ breaks (or changes its answer) when they drift:
   Choice, the Fail states; transitions counted as Standard bills them.
 - `.chalice/config.json`, stage prod, each function's environment and memory as Chalice deploys
   them (infra.stack.chalice_config), read into chalicelib.config.Settings / AppSettings:
-  INGEST_MAX_CONCURRENCY, REKOGNITION_TPS / PACE_SHARE / CALL_SHARE / ATTEMPTS.
+  INGEST_MAX_CONCURRENCY, REKOGNITION_TPS / PACE_SHARE / CALL_SHARE; and the botocore attempts the
+  pipeline's Rekognition client makes (chalicelib.clients.STEP_RETRIED).
 - The app's own code for pacing: each SQS message goes through chalicelib.services.ingest.
-  ingest_message, so run pacing is pacing.admit (LEAD_SECONDS, the queue's MAX_DELAY_SECONDS cap
-  in adapters.queue.IngestQueue.send_later), and each Rekognition step calls pacing.take_turn
-  (MAX_TURN_WAIT). Their slots come from the real PhotoTable.reserve_slot over an in-memory
-  DynamoDB that answers its two UpdateItem shapes exactly (Decimal arithmetic, conditions), so the
-  millisecond rounding of slots is the app's.
+  ingest_message, so run pacing is pacing.admit (a slot reserved, the execution started at once
+  with its `not_before`, which the ASL's WaitForTurn state waits for), and each Rekognition step
+  calls pacing.take_turn (MAX_TURN_WAIT). Their slots come from the real PhotoTable.reserve_slot over an in-memory
+  DynamoDB that answers its UpdateItem shapes exactly (Decimal arithmetic, conditions), so the
+  rounding of slots and the refusal of a turn too far away are the app's.
 
 What is modelled (the assumptions, each a constant in `Assumptions` below):
 
@@ -27,7 +28,7 @@ What is modelled (the assumptions, each a constant in `Assumptions` below):
   peak of 2N/window, then falls linearly to zero at its end; `uniform`: a constant rate). An S3
   ObjectCreated notification reaches the queue and the trigger ~0.3 s later.
 - Trigger: the SQS event source, batch size 1, at most INGEST_MAX_CONCURRENCY concurrent
-  invocations; each takes tens of milliseconds. Deferred runs come back after their DelaySeconds.
+  invocations; each takes tens of milliseconds.
   Preprocess's processed copy also notifies the queue (the trigger skips it: one more invocation).
 - Lambda: one container per concurrent invocation; a new container costs a 1-2 s cold start,
   containers stay warm for the whole event. Preprocess lognormal around 0.45 s (a 24 MP photo),
@@ -36,8 +37,8 @@ What is modelled (the assumptions, each a constant in `Assumptions` below):
   capacity T (an assumption: AWS documents the TPS quota, not the shape of its limiter); a call
   arriving at an empty bucket is refused with ProvisionedThroughputExceededException, the error
   Rekognition uses for its quota. Answered calls take lognormal ~0.5 s (DetectText) and ~0.7 s
-  (IndexFaces). The function's botocore client retries a refused call REKOGNITION_ATTEMPTS times in
-  all with botocore's standard backoff (uniform(0, min(2^i, 20)) s); its retry quota is not modelled.
+  (IndexFaces). The function's botocore client makes STEP_RETRIED attempts at a refused call in
+  all (the old revision: 5, botocore's max_attempts=4 being retries) with botocore's standard backoff (uniform(0, min(2^i, 20)) s); its retry quota is not modelled.
 - Step Functions, Lambda concurrency and DynamoDB are never the bottleneck at these rates (their
   quotas are far above what 20 000 photos an hour need) and are not throttled here.
 
@@ -45,7 +46,7 @@ Reported per scenario: the last photo's searchable time against the fluid bound 
 system could finish the same arrivals at R = T photos/s: max over k of a_k + (N - k + 1)/R, with one
 DetectText and one IndexFaces per photo, each at quota T), upload-to-searchable p50/p95, fallbacks
 (a Catch to a Pass state: the photo published without bibs or faces), failures (the run ended in
-RecordFailure: recorded FAILED), transitions, Rekognition calls and deferral hops per photo.
+RecordFailure: recorded FAILED), transitions and Rekognition calls per photo.
 
 Scenarios: `paced` is the code and prod config as they are, with REKOGNITION_TPS set to the quota
 simulated; `baseline` (--baseline) the same ASL with REKOGNITION_TPS 0 (runs start at once, calls
@@ -83,7 +84,7 @@ from bench.asl import (
     retrier_for,
 )
 from bench.des import Process, Simulation
-from chalicelib.adapters.queue import MAX_DELAY_SECONDS, IngestQueue
+from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import AppSettings, Settings
 from chalicelib.domain.errors import ThrottlingException
@@ -98,7 +99,7 @@ PIPELINE_FUNCTIONS = tuple(FUNCTION_PLACEHOLDERS.values())
 FUNCTIONS = (TRIGGER_FUNCTION, *PIPELINE_FUNCTIONS)
 REKOGNITION_STEPS = {"detect_text": "DetectText", "index_faces": "IndexFaces"}
 # Simulated seconds are added to this wall-clock origin: reserve_slot rounds epoch seconds to the
-# millisecond, and that rounding should act on numbers of the real size.
+# microsecond, and that rounding should act on numbers of the real size.
 EPOCH = 1_800_000_000.0
 TARGET = 1.05  # the last photo searchable within 5 % of the bound
 EXPRESS_LIMIT = 300.0  # an Express execution's longest duration, seconds
@@ -110,9 +111,8 @@ class Assumptions:
     """Timings the simulation cannot read from the code: seconds, (median, sigma) for lognormals."""
 
     notify: tuple[float, float] = (0.3, 0.5)  # S3 event -> SQS -> the event source invokes
-    delayed_pickup: tuple[float, float] = (0.05, 0.5)  # a delayed message due -> invoked
     trigger_before_admit: tuple[float, float] = (0.04, 0.3)  # tag the raw object
-    trigger_after_admit: tuple[float, float] = (0.03, 0.3)  # StartExecution or SendMessage
+    trigger_after_admit: tuple[float, float] = (0.03, 0.3)  # StartExecution
     start_latency: float = 0.05  # StartExecution -> the first state
     state_latency: float = 0.02  # Step Functions' own time per state entered
     invoke_latency: float = 0.015  # a Task state -> its Lambda handler
@@ -142,6 +142,7 @@ class Policy:
     environments: dict[str, dict[str, str]]
     memory_mb: dict[str, int]
     notes: tuple[str, ...] = ()
+    step_attempts: int = clients.STEP_RETRIED  # botocore attempts per DetectText / IndexFaces step
 
     def settings(self, function: str) -> Settings:
         return Settings.from_env(self.environments[function])
@@ -195,7 +196,8 @@ def load_old_policy(revision: str) -> Policy | str:
                 if shown.returncode != 0:
                     return f"git show {revision}:{path} failed: {shown.stderr.strip() or shown.returncode}"
                 (root / path).write_text(shown.stdout)
-            return load_policy(f"old {revision}", root, root / "statemachine.json")
+            # Before pacing every client had Config(max_attempts=4): botocore's retries, 5 calls in all.
+            return replace(load_policy(f"old {revision}", root, root / "statemachine.json"), step_attempts=5)
     except OSError as exc:
         return f"git is not available: {exc}"
 
@@ -263,6 +265,7 @@ class PaceDynamoDB:
         "attribute_not_exists(next_at) OR next_at <= :now",
     )
     ADVANCE = "SET next_at = next_at + :interval"
+    WITHIN = "next_at <= :limit"  # take_turn's reservations: none further than MAX_TURN_WAIT away
 
     def __init__(self) -> None:
         self.next_at: dict[str, Decimal] = {}
@@ -282,26 +285,14 @@ class PaceDynamoDB:
             self.failed_conditions += 1
             error = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "condition"}}
             raise ClientError(error, "UpdateItem")
-        if shape == (self.ADVANCE, None) and current is not None:
+        if shape in ((self.ADVANCE, None), (self.ADVANCE, self.WITHIN)) and current is not None:
+            if shape[1] and current > Decimal(values[":limit"]["N"]):
+                self.failed_conditions += 1
+                error = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "condition"}}
+                raise ClientError(error, "UpdateItem")
             self.next_at[pace] = current + Decimal(values[":interval"]["N"])
             return {"Attributes": {"next_at": {"N": str(current)}}}
         raise AssertionError(f"reserve_slot changed: this model does not know {shape}")
-
-
-class QueueClient:
-    """SQS for IngestQueue: a sent message is delivered to the trigger after its DelaySeconds."""
-
-    def __init__(self, deliver: Callable[[float, str], None]) -> None:
-        self._deliver = deliver
-        self.sent = 0
-
-    def get_queue_url(self, QueueName: str) -> dict[str, str]:  # boto3's argument names
-        return {"QueueUrl": f"https://sqs.us-east-1.amazonaws.com/123456789012/{QueueName}"}
-
-    def send_message(self, QueueUrl: str, MessageBody: str, DelaySeconds: int) -> dict[str, str]:
-        self.sent += 1
-        self._deliver(float(DelaySeconds), MessageBody)
-        return {"MessageId": str(self.sent)}
 
 
 class Storage:
@@ -351,7 +342,6 @@ class PhotoRun:
     fallback: bool = False
     fallback_steps: int = 0
     transitions: int = 0
-    hops: int = 0
     executions: int = 0
 
 
@@ -382,8 +372,6 @@ class EventDay:
         self.concurrency = AppSettings.from_env(policy.environments[TRIGGER_FUNCTION]).max_concurrency
         self.pace = PaceDynamoDB()
         self.table = PhotoTable(self.pace, trigger.table_name)
-        self.queue_client = QueueClient(self._delayed)
-        self.queue = IngestQueue(self.queue_client, trigger.ingest_queue_name)
         self.workflow = Workflow(self._begin)
         self.storage = Storage()
         self.functions = {f: Function(f, policy.memory_mb[f]) for f in FUNCTIONS}
@@ -391,7 +379,12 @@ class EventDay:
         capacity = max(1.0, burst * quota_tps)
         self.buckets = {op: TokenBucket(quota_tps, capacity, outage) for op in REKOGNITION_STEPS.values()}
         self.interpreter = Interpreter(
-            self.sim, policy.definition, self._task, self.rng, state_latency=assumed.state_latency
+            self.sim,
+            policy.definition,
+            self._task,
+            self.rng,
+            state_latency=assumed.state_latency,
+            epoch=EPOCH,
         )
         self.fallback_names = fallback_states(policy.definition)
         self.photos: dict[str, PhotoRun] = {}
@@ -424,23 +417,15 @@ class EventDay:
         else:
             self.waiting.append(body)
 
-    def _delayed(self, delay: float, body: str) -> None:
-        run = json.loads(body)[pacing.RUN_MESSAGE]
-        self.photos[run["input"]["key"]].hops += 1
-        self.sim.schedule(delay + self._lognormal(self.assumed.delayed_pickup), self._receive, body)
-
     def _on_upload(self, body: str) -> Process:
         function = self.functions[TRIGGER_FUNCTION]
         began = self.sim.now
-        # A deferred run's message needs no tagging: it goes straight to admit.
-        tagging = 0.0 if pacing.RUN_MESSAGE in body else self._lognormal(self.assumed.trigger_before_admit)
-        yield self._acquire(function) + tagging
+        yield self._acquire(function) + self._lognormal(self.assumed.trigger_before_admit)
         ingest.ingest_message(
             body,
             storage=self.storage,
             workflow=self.workflow,
             table=self.table,
-            queue=self.queue,
             settings=self.settings[TRIGGER_FUNCTION],
             now=EPOCH + self.sim.now,
         )
@@ -459,7 +444,7 @@ class EventDay:
     def _begin(self, name: str, payload: dict[str, Any]) -> None:
         photo = self.photos[payload["key"]]
         photo.executions += 1
-        execution = Execution(name)
+        execution = Execution(name, doc=dict(payload))
         began = self.sim.now + self.assumed.start_latency
         if photo.started is None:
             photo.started = began
@@ -527,7 +512,7 @@ class EventDay:
         # The reservation's round trip, then take_turn sleeps, then the request travels.
         until_call = (assumed.dynamodb if paced else 0.0) + sum(slept) + self._lognormal(assumed.network)
         service = assumed.detect_text if operation == "DetectText" else assumed.index_faces
-        attempts = max(1, settings.rekognition_attempts)
+        attempts = max(1, self.policy.step_attempts)
         for attempt in range(attempts):
             yield until_call
             self.calls[operation] += 1
@@ -602,8 +587,6 @@ class Result:
     rekognition_calls: float
     refused_calls: float
     refused_turns: float
-    hops: float
-    max_hops: int
     trigger_invocations: float
     invocations: dict[str, float]
     billed_seconds: dict[str, float]  # per invocation
@@ -613,7 +596,6 @@ class Result:
     turn_wait: float
     pace_requests: float
     pace_failed_conditions: float
-    sqs_sends: float
     sqs_receives: float
     longest_execution: float
     over_express_limit: int
@@ -651,8 +633,6 @@ class Result:
             rekognition_calls=sum(day.calls.values()) / count,
             refused_calls=sum(day.refused_calls.values()) / count,
             refused_turns=sum(day.refused_turns.values()) / count,
-            hops=sum(p.hops for p in photos) / count,
-            max_hops=max(p.hops for p in photos),
             trigger_invocations=day.functions[TRIGGER_FUNCTION].invocations / count,
             invocations={f.name: f.invocations / count for f in functions},
             billed_seconds={f.name: f.billed_seconds / max(1, f.invocations) for f in functions},
@@ -662,7 +642,6 @@ class Result:
             turn_wait=statistics.fmean(day.turn_waits) if day.turn_waits else 0.0,
             pace_requests=day.pace.requests / count,
             pace_failed_conditions=day.pace.failed_conditions / count,
-            sqs_sends=day.queue_client.sent / count,
             sqs_receives=day.messages["received"] / count,
             longest_execution=max(day.execution_seconds, default=0.0),
             over_express_limit=sum(s > EXPRESS_LIMIT for s in day.execution_seconds),
@@ -736,7 +715,6 @@ ROWS: list[tuple[str, Callable[[Result], str]]] = [
     ("  refused by the quota / photo", lambda r: f"{r.refused_calls:.2f}"),
     ("  turns refused / photo", lambda r: f"{r.refused_turns:.2f}"),
     ("mean wait for a turn", lambda r: f"{r.turn_wait:.3f} s"),
-    ("deferral hops / photo (max)", lambda r: f"{r.hops:.2f} ({r.max_hops})"),
     ("trigger invocations / photo", lambda r: f"{r.trigger_invocations:.2f}"),
     ("pace UpdateItems / photo", lambda r: f"{r.pace_requests:.2f}"),
     ("Lambda cold starts", lambda r: f"{r.cold_starts:,}"),
@@ -769,9 +747,8 @@ def describe_inputs(policy: Policy, args: argparse.Namespace) -> None:
     print(
         f"read: prod INGEST_MAX_CONCURRENCY={concurrency}, REKOGNITION_TPS={trigger.rekognition_tps:g} "
         f"(each scenario sets it to T), PACE_SHARE={trigger.rekognition_pace_share}, "
-        f"CALL_SHARE={detect.rekognition_call_share}, ATTEMPTS (detect_text, as deployed)="
-        f"{detect.rekognition_attempts}; LEAD_SECONDS={pacing.LEAD_SECONDS:g}, "
-        f"MAX_TURN_WAIT={pacing.MAX_TURN_WAIT:g}, MAX_DELAY_SECONDS={MAX_DELAY_SECONDS}"
+        f"CALL_SHARE={detect.rekognition_call_share}, botocore attempts per Rekognition step="
+        f"{policy.step_attempts}; MAX_TURN_WAIT={pacing.MAX_TURN_WAIT:g}"
     )
     print(
         f"read: DetectText throttling retry {throttling.interval:g} s x{throttling.backoff:g}, "
@@ -823,12 +800,12 @@ def verdicts(results: list[Result], policies: dict[float, Policy], uploads: list
 
 
 def pace_limits(policy: Policy, quota_tps: float, uploads: list[float]) -> tuple[float, float, float]:
-    """(run interval, call interval) as reserve_slot keeps them (it rounds to the millisecond), and
+    """(run interval, call interval) as reserve_slot keeps them (it rounds to the microsecond), and
     the earliest finish the run pace alone allows for these uploads, as a multiple of the bound."""
     run = policy.settings(TRIGGER_FUNCTION)
     call = policy.settings("detect_text")
-    run_interval = round(1.0 / (run.rekognition_tps * run.rekognition_pace_share), 3)
-    call_interval = round(1.0 / (call.rekognition_tps * call.rekognition_call_share), 3)
+    run_interval = round(1.0 / (run.rekognition_tps * run.rekognition_pace_share), 6)
+    call_interval = round(1.0 / (call.rekognition_tps * call.rekognition_call_share), 6)
     floor = fluid_bound(uploads, 1.0 / run_interval) / fluid_bound(uploads, quota_tps)
     return run_interval, call_interval, floor
 
@@ -849,9 +826,8 @@ def share_for_target(policy: Policy, quota_tps: float, uploads: list[float]) -> 
 def describe_pace(policy: Policy, quota_tps: float, uploads: list[float]) -> str:
     run_interval, call_interval, floor = pace_limits(policy, quota_tps, uploads)
     return (
-        f"{quota_tps:g} TPS: runs start every {run_interval * 1000:g} ms ({1 / run_interval / quota_tps:.4f} T), "
-        f"calls every {call_interval * 1000:g} ms ({1 / call_interval / quota_tps:.4f} T) after reserve_slot's "
-        f"millisecond rounding; at the run pace these uploads cannot finish before {floor:.3f} x the bound"
+        f"{quota_tps:g} TPS: runs start every {run_interval * 1000:.3f} ms ({1 / run_interval / quota_tps:.4f} T), "
+        f"calls every {call_interval * 1000:.3f} ms ({1 / call_interval / quota_tps:.4f} T); at the run pace these uploads cannot finish before {floor:.3f} x the bound"
     )
 
 

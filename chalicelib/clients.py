@@ -14,7 +14,6 @@ import boto3
 from botocore.config import Config
 
 from chalicelib.adapters.functions import Functions
-from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
@@ -79,11 +78,6 @@ def workflow() -> Workflow:
 
 
 @functools.cache
-def queue() -> IngestQueue:
-    return IngestQueue(_client("sqs"), settings().ingest_queue_name)
-
-
-@functools.cache
 def functions() -> Functions:
     return Functions(_client("lambda"), settings().jobs_function)
 
@@ -109,7 +103,6 @@ def cache_clear() -> None:
         table,
         workflow,
         functions,
-        queue,
         photo_bucket,
         event_gate,
     ):

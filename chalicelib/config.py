@@ -21,7 +21,6 @@ N = TypeVar("N", int, float)
 class Settings:
     table_name: str
     state_machine_name: str
-    ingest_queue_name: str = ""
     # Preprocess
     max_width: int = 2048
     jpeg_quality: int = 87  # with LANCZOS: fewer bytes than sharp's mozjpeg q90, higher SSIM
@@ -66,7 +65,6 @@ class Settings:
         return cls(
             table_name=_required(env, "TABLE_NAME"),
             state_machine_name=_required(env, "STATE_MACHINE_NAME"),
-            ingest_queue_name=env.get("INGEST_QUEUE_NAME", cls.ingest_queue_name),
             max_width=_int(env, "PROCESSED_MAX_WIDTH", cls.max_width),
             jpeg_quality=_int(env, "JPEG_QUALITY", cls.jpeg_quality),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),

@@ -487,7 +487,6 @@ def test_a_retried_reprocess_request_starts_the_same_runs(table):
             {"all": True},
             table=table,
             workflow=workflow,
-            queue=None,
             settings=settings,
             functions=None,
             clock=lambda: 0.0,

@@ -1,31 +1,23 @@
-"""Pacing: runs start at the Rekognition quota's pace; a run whose slot is later waits in the queue."""
+"""Pacing: runs take start slots at the Rekognition quota's pace and wait for them in Step Functions."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.adapters.queue import IngestQueue
 from chalicelib.domain.errors import SlotTooFar, ThrottlingException
 from chalicelib.services import pacing
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
 from tests.support.workflow import s3_notification, sqs_event, upload
-
-
-class Later:
-    """An IngestQueue that records what it was asked to send later (SQS hides delayed messages)."""
-
-    def __init__(self):
-        self.sent = []
-
-    def send_later(self, body, *, delay_seconds):
-        self.sent.append((body, delay_seconds))
 
 
 class Recording:
@@ -40,11 +32,6 @@ class Recording:
         return fresh
 
 
-@pytest.fixture
-def queue():
-    return Later()
-
-
 def paced(tps, share=1.0):
     from chalicelib.config import Settings
     from sandbox.stage import stage_environment
@@ -54,14 +41,6 @@ def paced(tps, share=1.0):
     )
 
 
-def test_the_queue_sends_a_run_with_its_delay(resources):
-    queue = IngestQueue(boto3.client("sqs"), paced(1).ingest_queue_name)
-    queue.send_later({"x": 1}, delay_seconds=5000)  # capped at SQS's 900
-    sqs = boto3.client("sqs")
-    visible = sqs.receive_message(QueueUrl=resources.queue_url, MaxNumberOfMessages=10).get("Messages") or []
-    assert {"x": 1} not in [json.loads(m["Body"]) for m in visible]  # still delayed (S3's test event is not)
-
-
 def test_slots_are_spaced_by_the_interval_and_start_now_after_a_pause(table):
     slots = [table.reserve_slot(1000.0, 0.5) for _ in range(4)]
     assert slots == [1000.0, 1000.5, 1001.0, 1001.5]
@@ -69,84 +48,81 @@ def test_slots_are_spaced_by_the_interval_and_start_now_after_a_pause(table):
     assert table.reserve_slot(1010.0, 0.5) == 1010.5
 
 
-def test_without_a_quota_every_run_starts_at_once(table, queue):
+def test_without_a_quota_every_run_starts_now(table):
     workflow = Recording()
     for n in range(5):
-        outcome = pacing.admit(
-            pacing.Run(f"run-{n}", {"n": n}),
-            table=table,
-            workflow=workflow,
-            queue=queue,
-            settings=paced(0),
-            now=0.0,
+        run = pacing.Run(f"run-{n}", {"n": n})
+        assert (
+            pacing.admit(run, table=table, workflow=workflow, settings=paced(0), now=100.0) == pacing.STARTED
         )
-        assert outcome == pacing.STARTED
-    assert len(workflow.started) == 5 and queue.sent == []
+    assert [payload for _, payload in workflow.started] == [
+        {"n": n, "not_before": "1970-01-01T00:01:40Z"} for n in range(5)
+    ]
 
 
-def test_runs_beyond_the_quota_wait_in_the_queue_for_their_slot(table, queue):
+def test_each_run_starts_at_once_and_waits_for_its_own_slot(table):
     workflow = Recording()
     outcomes = [
         pacing.admit(
-            pacing.Run(f"run-{n}", {"n": n}),
-            table=table,
-            workflow=workflow,
-            queue=queue,
-            settings=paced(2),
-            now=100.0,
+            pacing.Run(f"run-{n}", {"n": n}), table=table, workflow=workflow, settings=paced(2), now=100.2
         )
-        for n in range(6)
+        for n in range(5)
     ]
-    # 2 a second: slots at 100.0, 100.5, 101.0 are within a second and start now; the rest wait.
-    assert outcomes == [pacing.STARTED] * 3 + [pacing.DEFERRED] * 3
-    assert [body[pacing.RUN_MESSAGE]["not_before"] for body, _ in queue.sent] == [101.5, 102.0, 102.5]
-    assert [body[pacing.RUN_MESSAGE]["input"] for body, _ in queue.sent] == [{"n": 3}, {"n": 4}, {"n": 5}]
-    assert [delay for _, delay in queue.sent] == [1, 1, 2]  # delivered a second before the slot
+    assert outcomes == [pacing.STARTED] * 5
+    # 2 a second: slots 100.2, 100.7, 101.2, 101.7, 102.2, kept to the second (rounded down).
+    assert [payload["not_before"][-3:] for _, payload in workflow.started] == [
+        "40Z",
+        "40Z",
+        "41Z",
+        "41Z",
+        "42Z",
+    ]
+    assert [payload["n"] for _, payload in workflow.started] == list(range(5))
 
 
-def test_a_deferred_run_starts_when_due_and_waits_again_when_not(table, queue):
+def test_a_run_that_already_ran_is_not_started_twice(table):
     workflow = Recording()
-    run = pacing.Run("late", {"key": "acme/e1/raw/a.jpg"}, not_before=500.0)
-    settings = paced(2)
+    run = pacing.Run("same", {"key": "acme/e1/raw/a.jpg"})
+    assert pacing.admit(run, table=table, workflow=workflow, settings=paced(2), now=100.0) == pacing.STARTED
     assert (
-        pacing.admit(run, table=table, workflow=workflow, queue=queue, settings=settings, now=100.0)
-        == pacing.DEFERRED
+        pacing.admit(run, table=table, workflow=workflow, settings=paced(2), now=100.0)
+        == pacing.ALREADY_STARTED
     )
-    ((body, delay),) = queue.sent
-    assert body[pacing.RUN_MESSAGE]["not_before"] == 500.0 and delay == 399  # its slot, not a new one
-    assert table.reserve_slot(100.0, 0.5) == 100.0  # nothing was reserved for it
-    assert (
-        pacing.admit(run, table=table, workflow=workflow, queue=queue, settings=settings, now=499.5)
-        == pacing.STARTED
-    )
-    assert workflow.started == [("late", {"key": "acme/e1/raw/a.jpg"})]
 
 
-def test_the_trigger_paces_uploads_and_starts_deferred_runs_when_they_come_back(resources, monkeypatch):
+def test_slot_timestamps_are_what_a_wait_state_reads():
+    assert pacing.slot_timestamp(1_800_000_000.999) == "2027-01-15T08:00:00Z"
+    parsed = datetime.strptime(pacing.slot_timestamp(time.time()), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(parsed.timestamp() - time.time()) < 2
+
+
+def test_the_trigger_starts_every_upload_with_its_slot(resources, monkeypatch):
     from chalice.test import Client
 
-    settings, queue = paced(1), Later()
+    settings = paced(1)
     monkeypatch.setattr(clients, "settings", lambda: settings)
-    monkeypatch.setattr(clients, "queue", lambda: queue)
     client = Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
+    before = time.time()
     for n in range(3):
         key = f"acme/e1/raw/IMG_{n}.jpg"
         upload(resources, key, b"x")
         body = s3_notification(resources.bucket, key, etag=f"etag-{n}")
         client.lambda_.invoke("on_upload", sqs_event(resources, body, f"m-{n}"))
     sfn = boto3.client("stepfunctions")
-    started = sfn.list_executions(stateMachineArn=resources.state_machine_arn)["executions"]
-    assert len(started) == 2  # the first slot is now, the second within a second
-    ((waiting, _),) = queue.sent
-    assert waiting[pacing.RUN_MESSAGE]["input"]["key"] == "acme/e1/raw/IMG_2.jpg"
-    # Back from the queue once its slot has come (here: a slot already past), it starts under the
-    # name the upload derived.
-    due = {pacing.RUN_MESSAGE: {**waiting[pacing.RUN_MESSAGE], "not_before": 0.0}}
-    client.lambda_.invoke("on_upload", sqs_event(resources, json.dumps(due), "m-late"))
-    names = {
-        e["name"] for e in sfn.list_executions(stateMachineArn=resources.state_machine_arn)["executions"]
-    }
-    assert waiting[pacing.RUN_MESSAGE]["name"] in names and len(names) == 3
+    executions = sfn.list_executions(stateMachineArn=resources.state_machine_arn)["executions"]
+    assert len(executions) == 3  # all started now; the state machine holds them
+    slots = sorted(
+        datetime.strptime(
+            json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])["not_before"],
+            "%Y-%m-%dT%H:%M:%SZ",
+        )
+        .replace(tzinfo=UTC)
+        .timestamp()
+        for e in executions
+    )
+    # One a second from now: kept to the second, so the first is at most a second before now.
+    assert before - 1 <= slots[0] <= time.time()
+    assert [b - a for a, b in itertools.pairwise(slots)] == [1.0, 1.0]
 
 
 class Clock:

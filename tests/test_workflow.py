@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
 import pytest
 from chalice.test import Client
 
@@ -127,6 +132,43 @@ def test_the_pipelines_rekognition_calls_are_retried_by_step_functions_alone(
     assert asked.count(clients.STEP_RETRIED) == 2 and clients.STEP_RETRIED == 1
     real = clients._client("rekognition", clients.STEP_RETRIED)
     assert real.meta.config.retries["total_max_attempts"] == 1  # the call itself, no retry
+
+
+def test_a_paced_run_waits_in_the_state_machine_until_its_slot(
+    resources, rekognition, lambdas, client, monkeypatch
+):
+    settings = replace(clients.settings(), rekognition_tps=0.25, rekognition_pace_share=1.0)  # 4 s apart
+    monkeypatch.setattr(clients, "settings", lambda: settings)
+    preprocessed = {}
+    invoke = lambdas.invoke
+
+    def timed(function_name, payload):
+        if function_name.endswith("-preprocess"):
+            preprocessed[payload["key"]] = time.time()
+        return invoke(function_name, payload)
+
+    monkeypatch.setattr(lambdas, "invoke", timed)
+    for n in (1, 2):
+        upload(resources, f"acme/city-10k/raw/IMG_100{n}.jpg", jpeg_bytes())
+    drain_queue(resources, client)
+
+    executions = wait_for_executions(resources, 2)
+    assert [e["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    runs = {json.loads(e["input"])["key"]: e for e in executions}
+    slot = {
+        key: datetime.strptime(json.loads(e["input"])["not_before"], "%Y-%m-%dT%H:%M:%SZ")
+        .replace(tzinfo=UTC)
+        .timestamp()
+        for key, e in runs.items()
+    }
+    first, second = sorted(slot, key=slot.get)
+    assert slot[second] - slot[first] == 4.0
+    waited = {key: preprocessed[key] - runs[key]["startDate"].timestamp() for key in runs}
+    # The first slot is now: it runs at once. The second waits in WaitForTurn: at least 3 s away
+    # (kept to the second), of which moto, rounding the wait down to whole seconds, waits 2 or more.
+    assert waited[first] < 1.5 and waited[second] >= 1.9
+    # Nothing ran more than a second before its turn (the calls' own turns absorb that second).
+    assert all(preprocessed[key] >= slot[key] - 1.0 for key in runs)
 
 
 def test_rekognition_server_faults_are_retried_then_fall_back_with_the_reason(

@@ -1,5 +1,5 @@
-"""The upload trigger: S3 event notification (via SQS) -> one pipeline run per raw photo, admitted at
-Rekognition's pace (services/pacing.py), which may send a run back to the queue until its slot."""
+"""The upload trigger: S3 event notification (via SQS) -> one pipeline run per raw photo, started at
+once with a start slot at Rekognition's pace that the run waits for (services/pacing.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
@@ -40,7 +39,6 @@ class Upload:
 class IngestResult:
     started: list[str] = field(default_factory=list)
     already_started: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -91,59 +89,37 @@ def ingest_message(
     storage: Storage,
     workflow: Workflow,
     table: PhotoTable,
-    queue: IngestQueue,
     settings: Settings,
     now: float,
 ) -> IngestResult:
-    """Admit the pipeline runs an ingest queue message asks for: one per new raw photo of an S3
-    notification, or the run pacing deferred to now (see services/pacing.py).
+    """Start one pipeline run per new raw photo of an S3 notification, each with its start slot.
 
     Raises NotAnS3Notification for a body retrying cannot fix; transient AWS errors propagate so
     SQS redelivers (already-started executions are recognised by their derived names).
     """
     result = IngestResult()
-    deferred = _deferred_run(body)
-    runs: list[tuple[pacing.Run, str]] = (
-        [] if deferred is None else [(deferred, str(deferred.input.get("key")))]
-    )
-    if deferred is None:
-        for upload in parse_notification(body):
-            if not upload.event_name.startswith("ObjectCreated") or not _is_raw_upload(upload.key):
-                result.skipped.append(upload.key)
-                continue
-            _tag_raw(storage, upload)
-            source = RawObject(
-                bucket=upload.bucket,
-                key=upload.key,
-                version_id=upload.version_id,
-                etag=upload.etag,
-                size=upload.size,
-                uploaded_at=upload.event_time,
-            )
-            name = ids.execution_name(upload.bucket, upload.key, source.version)
-            runs.append((pacing.Run(name, source.to_dict()), upload.key))
-    for run, key in runs:
-        outcome = pacing.admit(run, table=table, workflow=workflow, queue=queue, settings=settings, now=now)
-        log.info("execution=%s %s key=%s", run.name, outcome, key)
-        {pacing.STARTED: result.started, pacing.DEFERRED: result.deferred}.get(
-            outcome, result.already_started
-        ).append(run.name)
-        if outcome != pacing.ALREADY_STARTED:
-            uploads.mark(table, key, uploads.PROCESSING, execution=run.name)
+    for upload in parse_notification(body):
+        if not upload.event_name.startswith("ObjectCreated") or not _is_raw_upload(upload.key):
+            result.skipped.append(upload.key)
+            continue
+        _tag_raw(storage, upload)
+        source = RawObject(
+            bucket=upload.bucket,
+            key=upload.key,
+            version_id=upload.version_id,
+            etag=upload.etag,
+            size=upload.size,
+            uploaded_at=upload.event_time,
+        )
+        run = pacing.Run(ids.execution_name(upload.bucket, upload.key, source.version), source.to_dict())
+        outcome = pacing.admit(run, table=table, workflow=workflow, settings=settings, now=now)
+        log.info("execution=%s %s key=%s", run.name, outcome, upload.key)
+        if outcome == pacing.ALREADY_STARTED:
+            result.already_started.append(run.name)
+            continue
+        result.started.append(run.name)
+        uploads.mark(table, upload.key, uploads.PROCESSING, execution=run.name)
     return result
-
-
-def _deferred_run(body: str) -> pacing.Run | None:
-    try:
-        message = json.loads(body)
-    except (TypeError, ValueError):
-        return None  # parse_notification says what is wrong with it
-    if isinstance(message, dict) and pacing.RUN_MESSAGE in message:
-        try:
-            return pacing.Run.from_message(message)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NotAnS3Notification(f"malformed deferred run: {exc!r}") from exc
-    return None
 
 
 def _is_raw_upload(key: str) -> bool:
@@ -174,6 +150,5 @@ def describe(result: IngestResult) -> dict[str, Any]:
     return {
         "started": len(result.started),
         "already_started": len(result.already_started),
-        "deferred": len(result.deferred),
         "skipped": len(result.skipped),
     }

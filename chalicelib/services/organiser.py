@@ -14,7 +14,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from chalicelib.adapters.functions import Functions
-from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
@@ -68,7 +67,6 @@ def reprocess(
     *,
     table: PhotoTable,
     workflow: Workflow,
-    queue: IngestQueue,
     settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
@@ -96,14 +94,14 @@ def reprocess(
             if record is None:
                 unknown.append(photo_id)
             else:
-                started += _start_run(record, table=table, workflow=workflow, queue=queue, settings=settings)
+                started += _start_run(record, table=table, workflow=workflow, settings=settings)
         return {"started": started, "continuing": False, "unknown": unknown}
     scope = "failed" if body.get("failed") is True else "all" if body.get("all") is True else None
     if scope is None:
         raise InvalidReprocessRequest('send one of {"photo_ids": [...]}, {"failed": true} or {"all": true}')
     job = {"job": REPROCESS, "org_id": org_id, "event_id": event_id, "scope": scope}
     return _run_then_hand_off(
-        job, table=table, workflow=workflow, queue=queue, settings=settings, functions=functions, clock=clock
+        job, table=table, workflow=workflow, settings=settings, functions=functions, clock=clock
     )
 
 
@@ -135,7 +133,6 @@ def delete_event(
     *,
     table: PhotoTable,
     workflow: Workflow,
-    queue: IngestQueue,
     settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
@@ -149,7 +146,7 @@ def delete_event(
         table.update_event(org_id, event_id, status=events.DELETING)
     job = {"job": DELETE_EVENT, "org_id": org_id, "event_id": event_id}
     _run_then_hand_off(
-        job, table=table, workflow=workflow, queue=queue, settings=settings, functions=functions, clock=clock
+        job, table=table, workflow=workflow, settings=settings, functions=functions, clock=clock
     )
     current = table.event(org_id, event_id) or {}
     return {"org_id": org_id, "event_id": event_id, "status": current.get("status", events.DELETING)}
@@ -160,7 +157,6 @@ def run_job(
     *,
     table: PhotoTable,
     workflow: Workflow,
-    queue: IngestQueue,
     settings: Settings,
     storage: Storage,
     rekognition: Rekognition,
@@ -171,9 +167,7 @@ def run_job(
     """Do `job` until done or `deadline()` says stop, then hand the rest on; return True if it did."""
     org_id, event_id = job["org_id"], job["event_id"]
     if job["job"] == REPROCESS:
-        rest = _reprocess_records(
-            job, table=table, workflow=workflow, queue=queue, settings=settings, deadline=deadline
-        )
+        rest = _reprocess_records(job, table=table, workflow=workflow, settings=settings, deadline=deadline)
     elif job["job"] == DELETE_EVENT:
         rest = _delete_event_contents(
             org_id,
@@ -216,7 +210,6 @@ def _run_then_hand_off(
     *,
     table: PhotoTable,
     workflow: Workflow,
-    queue: IngestQueue,
     settings: Settings,
     functions: Functions,
     clock: Callable[[], float],
@@ -228,7 +221,6 @@ def _run_then_hand_off(
             job,
             table=table,
             workflow=workflow,
-            queue=queue,
             settings=settings,
             deadline=lambda: clock() >= stop_at,
         )
@@ -245,7 +237,6 @@ def _reprocess_records(
     *,
     table: PhotoTable,
     workflow: Workflow,
-    queue: IngestQueue,
     settings: Settings,
     deadline: Callable[[], bool],
 ) -> dict[str, Any] | None:
@@ -258,7 +249,7 @@ def _reprocess_records(
         else:
             page = table.records_page(org_id, event_id, limit=100, after=after)
         for record in page.items:
-            started += _start_run(record, table=table, workflow=workflow, queue=queue, settings=settings)
+            started += _start_run(record, table=table, workflow=workflow, settings=settings)
         after = page.last_key
         job["started"] = started
         if after is None:
@@ -268,11 +259,9 @@ def _reprocess_records(
             return {**job, "after": after, "started": started}
 
 
-def _start_run(
-    record: dict[str, Any], *, table: PhotoTable, workflow: Workflow, queue: IngestQueue, settings: Settings
-) -> int:
-    """Admit the next generation's run of a photo or failure record at Rekognition's pace (started
-    now or queued until its slot); return 1 if admitted, 0 if that generation already ran."""
+def _start_run(record: dict[str, Any], *, table: PhotoTable, workflow: Workflow, settings: Settings) -> int:
+    """Start the next generation's run of a photo or failure record, waiting for its slot at
+    Rekognition's pace; return 1 if started, 0 if that generation already ran."""
     if not all(record.get(name) for name in ("bucket", "raw_key", "uploaded_at")):
         # Only a record written before uploads were located this way could lack them.
         log.warning(
@@ -292,9 +281,7 @@ def _start_run(
     if record.get("status") == "FAILED":
         payload["supersedes"] = record["photo_id"]
     run = pacing.Run(ids.reprocess_execution_name(source.bucket, source.key, generation), payload)
-    outcome = pacing.admit(
-        run, table=table, workflow=workflow, queue=queue, settings=settings, now=time.time()
-    )
+    outcome = pacing.admit(run, table=table, workflow=workflow, settings=settings, now=time.time())
     return 0 if outcome == pacing.ALREADY_STARTED else 1
 
 

@@ -3,19 +3,20 @@
 Rekognition's quota is per operation and account (5 transactions a second by default in most
 regions, 50 in the largest). Each run makes one DetectText and one IndexFaces call, so the stage
 can start `REKOGNITION_TPS x REKOGNITION_PACE_SHARE` runs a second. Every run (a new upload, a
-reprocess) asks for a start slot from one shared counter in the table; a slot within a second is
-started at once, a later one waits in the ingest queue as a delayed message (up to 15 minutes a
-hop, re-sent until due) and starts when its slot comes. Waiting costs no execution, no state
-transition and no Lambda time.
+reprocess) takes a start slot from one shared counter in the table and its execution starts at
+once with the slot as `not_before`: the state machine's first state waits until then (a Wait
+state: no Lambda time, one state transition, up to a year; Step Functions keeps whole seconds).
+The execution's name is derived, so a redelivered notification starts nothing twice.
 `REKOGNITION_TPS = 0` starts every run at once (the local sandbox's default).
 
-Runs started at that pace still reach Rekognition unevenly: Preprocess takes longer for some
-photos than others. So each DetectText and IndexFaces call also takes its own turn (a slot of its
-operation at `REKOGNITION_CALL_SHARE` of the quota, a little above the runs' share so turns do not
-queue up) and sleeps the fraction of a second until it (`take_turn`). A turn further away than
-MAX_TURN_WAIT (only when something bypassed the runs' pacing, or Rekognition refused calls for a
-while) is refused as throttling without being taken, so refusals never push the pace further out:
-Step Functions retries it later rather than the Lambda idling.
+Runs started at that pace still reach Rekognition unevenly: a slot is kept to the second and
+Preprocess takes longer for some photos than others. So each DetectText and IndexFaces call also
+takes its own turn (a slot of its operation at `REKOGNITION_CALL_SHARE` of the quota, a little
+above the runs' share so turns do not queue up) and sleeps the fraction of a second until it
+(`take_turn`). A turn further away than MAX_TURN_WAIT (only when something bypassed the runs'
+pacing, or Rekognition refused calls for a while) is refused as throttling without being taken,
+so refusals never push the pace further out: Step Functions retries it later rather than the
+Lambda idling.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.config import Settings
@@ -35,56 +36,38 @@ from chalicelib.domain.errors import SlotTooFar, ThrottlingException
 
 log = logging.getLogger(__name__)
 
-# A slot this close is started now: the pipeline's own first step takes about this long.
-LEAD_SECONDS = 1.0
-# The key of a deferred run in an ingest queue message (S3's notifications never have it).
-RUN_MESSAGE = "snaprace_run"
-STARTED, ALREADY_STARTED, DEFERRED = "started", "already started", "deferred"
+STARTED, ALREADY_STARTED = "started", "already started"
+# The execution input's field the state machine's first state (WaitForTurn) waits until.
+NOT_BEFORE = "not_before"
 # The longest a Rekognition call waits for its turn inside a Lambda.
 MAX_TURN_WAIT = 5.0
 
 
 @dataclass(frozen=True)
 class Run:
-    """A pipeline run: its derived execution name, its input, and (once reserved) its start slot."""
+    """A pipeline run: its derived execution name and its input."""
 
     name: str
     input: dict[str, Any]
-    not_before: float | None = None
-
-    def to_message(self) -> dict[str, Any]:
-        return {RUN_MESSAGE: {"name": self.name, "input": self.input, "not_before": self.not_before}}
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> Run:
-        run = message[RUN_MESSAGE]
-        not_before = run.get("not_before")
-        return cls(
-            name=str(run["name"]),
-            input=dict(run["input"]),
-            not_before=None if not_before is None else float(not_before),
-        )
 
 
-def admit(
-    run: Run, *, table: PhotoTable, workflow: Workflow, queue: IngestQueue, settings: Settings, now: float
-) -> str:
-    """Start `run` if its slot has come (reserving one first if it has none), else queue it until then.
+def admit(run: Run, *, table: PhotoTable, workflow: Workflow, settings: Settings, now: float) -> str:
+    """Take `run`'s start slot and start its execution, which waits in Step Functions until the slot.
 
-    Returns STARTED, ALREADY_STARTED (its derived name ran before) or DEFERRED.
+    Returns STARTED, or ALREADY_STARTED when its derived name ran before.
     """
     rate = settings.rekognition_tps * settings.rekognition_pace_share
-    not_before = run.not_before
-    if not_before is None and rate > 0:
-        not_before = table.reserve_slot(now, 1.0 / rate)
-    if not_before is None or not_before - now <= LEAD_SECONDS:
-        return STARTED if workflow.start(run.name, run.input) else ALREADY_STARTED
-    wait = not_before - now
-    queue.send_later(
-        Run(run.name, run.input, not_before).to_message(), delay_seconds=math.ceil(wait - LEAD_SECONDS)
-    )
-    log.info("deferred execution=%s by %.1f s", run.name, wait)
-    return DEFERRED
+    slot = table.reserve_slot(now, 1.0 / rate) if rate > 0 else now
+    started = workflow.start(run.name, {**run.input, NOT_BEFORE: slot_timestamp(slot)})
+    if started and slot - now >= 1.0:
+        log.info("execution=%s waits %.1f s for its turn", run.name, slot - now)
+    return STARTED if started else ALREADY_STARTED
+
+
+def slot_timestamp(slot: float) -> str:
+    """The slot as a Wait state's timestamp: RFC 3339 UTC to the second (Step Functions ignores any
+    fraction), rounded down so the run is ready when its calls' turns come."""
+    return datetime.fromtimestamp(math.floor(slot), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def take_turn(
