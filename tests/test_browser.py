@@ -473,7 +473,7 @@ def test_a_photos_share_link_opens_the_same_photo(page, demo, browser):
     page.keyboard.press("Escape")
     viewer.wait_for(state="hidden")
     assert page.evaluate("() => document.activeElement.dataset.photo") == photo["photo_id"]
-    assert page.url == demo.api_url + EVENT
+    page.wait_for_url(demo.api_url + EVENT)  # the photo's entry left the history
 
     other = browser.new_context(viewport=PHONE).new_page()
     other.goto(link)
