@@ -34,7 +34,8 @@
   function call(path, options, retried) {
     return fetch(api + path, options).then(function (res) {
       if (res.status === 503 && !retried) {
-        var wait = Math.min(10, parseFloat(res.headers.get("Retry-After")) || 1);
+        var after = parseFloat(res.headers.get("Retry-After"));
+        var wait = isNaN(after) ? 1 : Math.min(10, Math.max(0, after));
         return new Promise(function (ok) { setTimeout(ok, wait * 1000); }).then(function () {
           return call(path, options, true);
         });
@@ -388,7 +389,7 @@
       if (mine !== generation) return;
       var found = (result.matches || []).map(function (m) {
         var photo = Object.assign({}, m.photo);
-        if (!photo.match) photo.match = "face";
+        if (keepBib && !photo.match) photo.match = "face"; // found by face among a bib's photos
         return photo;
       });
       if (keepBib) {
