@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo evaluate lint bench bench-search clean
+.PHONY: test demo evaluate lint bench bench-search bench-event-day bench-cost clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-sandbox.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ bench: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.search
+
+bench-event-day: $(STAMP)
+	$(BIN)/python -m bench.event_day --baseline --old
+
+bench-cost: $(STAMP)
+	$(BIN)/python -m bench.cost
 
 demo: $(STAMP)
 	$(BIN)/python -m sandbox serve

@@ -104,14 +104,20 @@ def preprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="detect_text")
 def detect_text(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.detect_text(
-        event, rekognition=clients.rekognition(), table=clients.table(), settings=clients.settings()
+        event,
+        rekognition=clients.rekognition(clients.STEP_RETRIED),
+        table=clients.table(),
+        settings=clients.settings(),
     )
 
 
 @app.lambda_function(name="index_faces")
 def index_faces(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return pipeline.index_faces(
-        event, rekognition=clients.rekognition(), table=clients.table(), settings=clients.settings()
+        event,
+        rekognition=clients.rekognition(clients.STEP_RETRIED),
+        table=clients.table(),
+        settings=clients.settings(),
     )
 
 

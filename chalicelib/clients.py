@@ -23,7 +23,8 @@ from chalicelib.config import Settings
 from chalicelib.services.events import EventGate
 
 # Standard retry mode: botocore retries throttling and 5xx with backoff before we ever see them.
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, signature_version="v4")
+# total_max_attempts counts the first call too (botocore's max_attempts counts only the retries).
+_BOTO_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 4}, signature_version="v4")
 
 
 @functools.cache
@@ -37,7 +38,7 @@ def _client(service: str, attempts: int = 4) -> Any:
 
 @functools.cache
 def _cached_client(service: str, attempts: int) -> Any:
-    config = _BOTO_CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": attempts}))
+    config = _BOTO_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": attempts}))
     return boto3.session.Session().client(service, config=config)
 
 
@@ -46,10 +47,18 @@ def storage() -> Storage:
     return Storage(_client("s3"))
 
 
+# DetectText and IndexFaces are retried by Step Functions (statemachine.json): one botocore attempt
+# each, so every call Rekognition sees took its paced turn and a throttle goes straight back.
+STEP_RETRIED = 1
+
+
+def rekognition(attempts: int = 4) -> Rekognition:
+    return _rekognition(attempts)  # one adapter per retry setting, however called
+
+
 @functools.cache
-def rekognition() -> Rekognition:
-    current = settings()
-    return Rekognition(_client("rekognition", current.rekognition_attempts), current.collection_prefix)
+def _rekognition(attempts: int) -> Rekognition:
+    return Rekognition(_client("rekognition", attempts), settings().collection_prefix)
 
 
 @functools.cache
@@ -96,7 +105,7 @@ def cache_clear() -> None:
         settings,
         _cached_client,
         storage,
-        rekognition,
+        _rekognition,
         table,
         workflow,
         functions,

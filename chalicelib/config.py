@@ -46,15 +46,13 @@ class Settings:
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
-    # Rekognition: collections are {prefix}.{len(org)}.{org}.{event}; calls per client (botocore
-    # attempts: 1 where Step Functions retries, see statemachine.json); the quota the pipeline paces
+    # Rekognition: collections are {prefix}.{len(org)}.{org}.{event}; the quota the pipeline paces
     # its runs to (DetectText and IndexFaces transactions per second; 0: no pacing) and the share
     # of it the pipeline plans to use.
     collection_prefix: str = "snaprace"
-    rekognition_attempts: int = 4
     rekognition_tps: float = 0.0
-    rekognition_pace_share: float = 0.95
-    rekognition_call_share: float = 0.97
+    rekognition_pace_share: float = 0.96
+    rekognition_call_share: float = 0.98
     # Organisers and photographers
     photo_bucket_prefix: str = ""  # the bucket is {prefix}{account id}, as the deploy template names it
     jobs_function: str = ""  # the Lambda that runs reprocess and delete jobs
@@ -97,7 +95,6 @@ class Settings:
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
             collection_prefix=env.get("COLLECTION_PREFIX", cls.collection_prefix),
-            rekognition_attempts=_int(env, "REKOGNITION_ATTEMPTS", cls.rekognition_attempts),
             rekognition_tps=_float(env, "REKOGNITION_TPS", cls.rekognition_tps),
             rekognition_pace_share=_float(env, "REKOGNITION_PACE_SHARE", cls.rekognition_pace_share),
             rekognition_call_share=_float(env, "REKOGNITION_CALL_SHARE", cls.rekognition_call_share),

@@ -51,7 +51,7 @@ def rekognition(monkeypatch):
     from tests.support.fakes import FakeRekognition
 
     fake = FakeRekognition(people=people_in)
-    monkeypatch.setattr(clients, "rekognition", lambda: fake)
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: fake)
     return fake
 
 

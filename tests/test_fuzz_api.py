@@ -59,7 +59,7 @@ def api_url():
         record_failed(table, "acme", "city-10k", 9, bucket=bucket)
         rekognition = FakeRekognition(people=people_in)
         index_people(rekognition, [(photo, ["alice"]) for photo, _ in photos])
-        patch.setattr(clients, "rekognition", lambda: rekognition)
+        patch.setattr(clients, "rekognition", lambda attempts=4: rekognition)
         token = bearer(table, "acme")["Authorization"]
         port = free_port()
         stop = start_api(snaprace.app, STAGE, port)

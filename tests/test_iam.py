@@ -276,9 +276,9 @@ def test_every_call_the_functions_make_at_run_time_was_derived(resources):
     headers = bearer(clients.table(), "acme")  # tokens are made by the operator's command
     recorder = Recorder()
     for service in ("s3", "rekognition", "dynamodb", "stepfunctions", "sts", "lambda"):
-        # The very clients the adapters got (Rekognition's has its own retry setting).
-        attempts = clients.settings().rekognition_attempts if service == "rekognition" else 4
-        clients._client(service, attempts).meta.events.register("before-call", recorder)
+        # The very clients the adapters got (the pipeline's Rekognition one retries only in Step Functions).
+        clients._client(service, 4).meta.events.register("before-call", recorder)
+    clients._client("rekognition", clients.STEP_RETRIED).meta.events.register("before-call", recorder)
     client = Client(snaprace.app, stage_name=STAGE, project_dir=str(PROJECT_DIR))
 
     def invoke(function, event):

@@ -443,7 +443,7 @@ def test_reprocessing_all_twice_leaves_the_same_photos_bibs_and_faces(
     from tests.support.fakes import FakeRekognition
 
     fake = FakeRekognition(text=lambda b, k: [TextDetection("1234", 99.0)], faces=lambda b, k: ["ann", "bo"])
-    monkeypatch.setattr(clients, "rekognition", lambda: fake)
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: fake)
     publish(table, "acme", "e1")
     for n, colour in enumerate(((200, 120, 40), (40, 120, 200))):
         (grant,) = _request(client, acme, {"filename": f"{n}.jpg", "content_type": "image/jpeg", "size": 100})
@@ -504,7 +504,7 @@ def test_deleting_a_photo_removes_every_trace_and_the_counts_drop(
     from tests.support.fakes import FakeRekognition
 
     rekognition = FakeRekognition(faces=lambda b, k: ["ann"])
-    monkeypatch.setattr(clients, "rekognition", lambda: rekognition)
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: rekognition)
     publish(table, "acme", "e1")
     data = _jpeg()
     file = {"filename": "a.jpg", "content_type": "image/jpeg", "size": len(data), "photographer": "ann"}

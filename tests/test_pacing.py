@@ -11,7 +11,7 @@ import pytest
 import app as snaprace
 from chalicelib import clients
 from chalicelib.adapters.queue import IngestQueue
-from chalicelib.domain.errors import ThrottlingException
+from chalicelib.domain.errors import SlotTooFar, ThrottlingException
 from chalicelib.services import pacing
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
@@ -180,9 +180,32 @@ def test_a_turn_too_far_away_is_refused_as_throttling_without_a_call(table):
     clock, settings = Clock(100.0), replace(paced(1), rekognition_call_share=1.0)
     for _ in range(int(pacing.MAX_TURN_WAIT) + 1):
         table.reserve_slot(100.0, 1.0, pace="DetectText")  # others took the next seconds
-    with pytest.raises(ThrottlingException, match="DetectText's next turn"):
+    with pytest.raises(ThrottlingException, match=r"DetectText's next slot is over 5\.0 s away"):
         pacing.take_turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep)
     assert clock.slept == []
+
+
+def test_refused_turns_take_no_slot_so_the_pace_recovers(table):
+    # Rekognition refused calls for a while: the Step Functions retries of many runs arrive together.
+    clock, settings = Clock(100.0), replace(paced(1), rekognition_call_share=1.0)
+    for _ in range(int(pacing.MAX_TURN_WAIT) + 1):
+        table.reserve_slot(100.0, 1.0, pace="DetectText")  # slots 100 to 105 are taken
+    for _ in range(50):
+        with pytest.raises(ThrottlingException):
+            pacing.take_turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep)
+    clock.now = 101.0  # a second later the next turn (106) is within reach again
+    assert (
+        pacing.take_turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep) == 5.0
+    )
+    assert table.reserve_slot(clock.now, 1.0, pace="DetectText") == 107.0  # 50 refusals took nothing
+
+
+def test_a_bounded_reservation_is_refused_by_name(table):
+    table.reserve_slot(100.0, 1.0)
+    assert table.reserve_slot(100.0, 1.0, max_wait=1.0) == 101.0
+    with pytest.raises(SlotTooFar):
+        table.reserve_slot(100.0, 1.0, max_wait=1.0)
+    assert table.reserve_slot(100.0, 1.0) == 102.0
 
 
 def test_without_a_quota_calls_never_wait(table):

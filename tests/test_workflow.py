@@ -35,7 +35,7 @@ def _two_bibs(bucket, key):
 @pytest.fixture
 def rekognition(monkeypatch):
     fake = FakeRekognition(text=_two_bibs, faces=lambda bucket, key: ["runner-1"])
-    monkeypatch.setattr(clients, "rekognition", lambda: fake)
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: fake)
     return fake
 
 
@@ -108,6 +108,25 @@ def test_detect_text_that_keeps_throttling_is_never_published_without_its_bibs(
     assert rekognition.calls.count("detect_text") == 11
     throttle_waits = lambdas.retry_sleeps
     assert len(throttle_waits) == 10 and all(0 <= wait <= 60 for wait in throttle_waits)
+
+
+def test_the_pipelines_rekognition_calls_are_retried_by_step_functions_alone(
+    resources, lambdas, client, monkeypatch
+):
+    # A botocore retry inside the Lambda would be a Rekognition call that took no paced turn.
+    fake, asked = FakeRekognition(text=_two_bibs, faces=lambda bucket, key: ["runner-1"]), []
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: asked.append(attempts) or fake)
+    upload(resources, "acme/city-10k/raw/IMG_0005.jpg", jpeg_bytes())
+    drain_queue(resources, client)
+
+    (execution,) = wait_for_executions(resources, 1)
+    assert execution["status"] == "SUCCEEDED"
+    assert fake.calls.count("detect_text") == 1 and fake.calls.count("index_faces") == 1
+    steps = [n for n in lambdas.invocations if n in ("detect_text", "index_faces")]
+    assert steps == ["detect_text", "index_faces"] or steps == ["index_faces", "detect_text"]
+    assert asked.count(clients.STEP_RETRIED) == 2 and clients.STEP_RETRIED == 1
+    real = clients._client("rekognition", clients.STEP_RETRIED)
+    assert real.meta.config.retries["total_max_attempts"] == 1  # the call itself, no retry
 
 
 def test_rekognition_server_faults_are_retried_then_fall_back_with_the_reason(

@@ -52,6 +52,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.domain.errors import (
     ProvisionedThroughputExceededException,
+    SlotTooFar,
     ThrottlingException,
     UnprocessedItemsError,
 )
@@ -479,10 +480,16 @@ class PhotoTable:
 
     # --- pacing: the stage's pipeline starts runs at its Rekognition quota -------------------------
 
-    def reserve_slot(self, now: float, interval: float, *, pace: str = "REKOGNITION") -> float:
-        """Reserve the next start slot (epoch seconds): now if the last one is past, else the last
-        one plus `interval`. Atomic across every concurrent caller: one conditional update, or one
-        add that returns the slot it took."""
+    def reserve_slot(
+        self, now: float, interval: float, *, pace: str = "REKOGNITION", max_wait: float | None = None
+    ) -> float:
+        """Reserve the next slot of `pace` (epoch seconds): now if the last one is past, else the
+        last one plus `interval`. Atomic across every concurrent caller: one conditional update,
+        or one add that returns the slot it took.
+
+        With `max_wait`, a slot further than that from `now` is not taken: SlotTooFar is raised
+        and the counter is left as it was, so refusals never push later callers further out.
+        """
         key = _encode({"PK": _PACE_PK, "SK": pace})
         try:
             with _errors():
@@ -493,20 +500,26 @@ class PhotoTable:
                     ConditionExpression="attribute_not_exists(next_at) OR next_at <= :now",
                     ExpressionAttributeNames={"#type": "type"},
                     ExpressionAttributeValues=_encode(
-                        {":next": round(now + interval, 3), ":now": round(now, 3), ":type": "PACE"}
+                        {":next": _micro(now + interval), ":now": _micro(now), ":type": "PACE"}
                     ),
                 )
             return now
         except _ConditionFailed:
+            pass
+        limit = {} if max_wait is None else {":limit": _micro(now + max_wait)}
+        try:
             with _errors():
                 response = self._ddb.update_item(
                     TableName=self.name,
                     Key=key,
                     UpdateExpression="SET next_at = next_at + :interval",
-                    ExpressionAttributeValues=_encode({":interval": round(interval, 3)}),
+                    **({"ConditionExpression": "next_at <= :limit"} if limit else {}),
+                    ExpressionAttributeValues=_encode({":interval": _micro(interval), **limit}),
                     ReturnValues="UPDATED_OLD",
                 )
-            return float(_decode(response["Attributes"])["next_at"])
+        except _ConditionFailed:
+            raise SlotTooFar(f"{pace}'s next slot is over {max_wait} s away") from None
+        return float(_decode(response["Attributes"])["next_at"])
 
     # --- uploads ---------------------------------------------------------------------------------
 
@@ -873,6 +886,11 @@ def _without_none(item: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- encoding ------------------------------------------------------------------------------------
+
+
+def _micro(seconds: float) -> float:
+    # Pace slots to the microsecond: coarser rounding would bend the shares at high quotas.
+    return round(seconds, 6)
 
 
 def _encode(item: dict[str, Any]) -> dict[str, Any]:

@@ -179,5 +179,9 @@ class RekognitionUnavailable(TransientError):
     """Rekognition answered with a server fault (InternalServerError, ServiceUnavailable)."""
 
 
+class SlotTooFar(SnapRaceError):
+    """A paced slot is further away than the caller will wait; nothing was reserved."""
+
+
 class UnprocessedItemsError(TransientError):
     """BatchWriteItem left items unprocessed after every allowed attempt."""

@@ -6,15 +6,16 @@ can start `REKOGNITION_TPS x REKOGNITION_PACE_SHARE` runs a second. Every run (a
 reprocess) asks for a start slot from one shared counter in the table; a slot within a second is
 started at once, a later one waits in the ingest queue as a delayed message (up to 15 minutes a
 hop, re-sent until due) and starts when its slot comes. Waiting costs no execution, no state
-transition and no Lambda time, and the same design serves Standard and Express workflows.
+transition and no Lambda time.
 `REKOGNITION_TPS = 0` starts every run at once (the local sandbox's default).
 
 Runs started at that pace still reach Rekognition unevenly: Preprocess takes longer for some
 photos than others. So each DetectText and IndexFaces call also takes its own turn (a slot of its
 operation at `REKOGNITION_CALL_SHARE` of the quota, a little above the runs' share so turns do not
 queue up) and sleeps the fraction of a second until it (`take_turn`). A turn further away than
-MAX_TURN_WAIT (only when something bypassed the runs' pacing) is refused as throttling: Step
-Functions retries it later rather than the Lambda idling.
+MAX_TURN_WAIT (only when something bypassed the runs' pacing, or Rekognition refused calls for a
+while) is refused as throttling without being taken, so refusals never push the pace further out:
+Step Functions retries it later rather than the Lambda idling.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from chalicelib.adapters.queue import IngestQueue
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.config import Settings
-from chalicelib.domain.errors import ThrottlingException
+from chalicelib.domain.errors import SlotTooFar, ThrottlingException
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ def take_turn(
     if rate <= 0:
         return 0.0
     now = clock()
-    wait = table.reserve_slot(now, 1.0 / rate, pace=operation) - now
-    if wait > MAX_TURN_WAIT:
-        raise ThrottlingException(f"{operation}'s next turn is {wait:.1f} s away: over the quota's pace")
+    try:
+        wait = table.reserve_slot(now, 1.0 / rate, pace=operation, max_wait=MAX_TURN_WAIT) - now
+    except SlotTooFar as too_far:
+        # Refused without taking a turn: Step Functions retries later and the pace stays true.
+        raise ThrottlingException(f"{too_far}: over the quota's pace") from None
     if wait > 0:
         sleep(wait)
     return max(0.0, wait)
