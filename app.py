@@ -25,6 +25,7 @@ from chalicelib.domain.errors import (
     FacesExpired,
     Forbidden,
     ImageTooLarge,
+    InvalidId,
     InvalidImage,
     InvalidRequest,
     NoFaceInImage,
@@ -38,7 +39,7 @@ from chalicelib.domain.errors import (
     UploadNotFound,
 )
 from chalicelib.domain.model import iso_utc
-from chalicelib.services import auth, events, ingest, organiser, pipeline, search, uploads
+from chalicelib.services import auth, events, ingest, organiser, pipeline, search, uploads, web
 
 _settings = AppSettings.from_env()
 
@@ -238,6 +239,53 @@ def get_event(org_id: str, event_id: str) -> dict[str, Any]:
     return events.public_event(org_id, event_id, table=clients.table(), gate=clients.event_gate())
 
 
+# --- the runners' web page: HTML and its assets, served by the app itself -----------------------
+
+
+def page(handler: Callable[..., str]) -> Callable[..., Response]:
+    """Answer with the handler's HTML; a missing or unpublished event or bad id is the 404 page."""
+
+    @functools.wraps(handler)
+    def wrapper(**path_params: str) -> Response:
+        params = {name: unquote(value) for name, value in path_params.items()}
+        try:
+            return _html(200, handler(**params))
+        except (EventNotFound, InvalidId):
+            return _html(404, web.error_page(404, root=_root()))
+        except TransientError as exc:
+            app.log.warning("page error path=%s: %r", _request().path, exc)
+            return _html(503, web.error_page(503, root=_root()), {"Retry-After": "1"})
+        except Exception:
+            app.log.exception("unhandled error path=%s", _request().path)
+            return _html(500, web.error_page(500, root=_root()))
+
+    return wrapper
+
+
+@app.route("/", methods=["GET"])
+@page
+def home() -> str:
+    return web.index_page(table=clients.table(), root=_root())
+
+
+@app.route("/e/{org_id}/{event_id}", methods=["GET"])
+@page
+def event_page(org_id: str, event_id: str) -> str:
+    return web.event_page(org_id, event_id, gate=clients.event_gate(), root=_root())
+
+
+@app.route("/assets/{name}", methods=["GET"])
+def asset(name: str) -> Response:
+    request = _request()
+    params = request.query_params
+    answer = web.asset_answer(
+        unquote(name),
+        version=params.get("v") if params is not None else None,
+        if_none_match=request.headers.get("if-none-match"),
+    )
+    return Response(body=answer.body, status_code=answer.status, headers=dict(answer.headers))
+
+
 def organisers_only(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Refuse the request unless the authorizer's verdict allows acting for the path's org."""
 
@@ -427,6 +475,20 @@ def _error_response(exc: SnapRaceError) -> Response:
 def _json_error(status: int, code: str, message: str) -> Response:
     headers: dict[str, str | list[str]] = {"Retry-After": "1"} if status == 503 else {}
     return Response(body={"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _html(status: int, body: str, extra: dict[str, str] | None = None) -> Response:
+    headers: dict[str, str | list[str]] = {**web.page_headers(status), **(extra or {})}
+    return Response(body=body, status_code=status, headers=headers)
+
+
+def _root() -> str:
+    """The path the app is served under (API Gateway's stage), from the request's own path."""
+    request = _request()
+    route = request.path
+    for name, value in (request.uri_params or {}).items():
+        route = route.replace("{" + name + "}", value)
+    return web.root_path(str(request.context.get("path") or ""), route)
 
 
 def _paging() -> dict[str, Any]:

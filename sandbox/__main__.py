@@ -120,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     base = f"{sandbox.api_url}/events/{args.org}/{args.event}"
     selfie = samples.selfie if samples else Path("selfie.jpg")
     print(f"ready: {counts}")
+    print(f"  event page:  {sandbox.api_url}/e/{args.org}/{args.event}  (open it in a browser)")
     print(f"  API:         {sandbox.api_url}  (stage {STAGE})")
     print(f"  S3 endpoint: {sandbox.aws_url}  bucket {res.bucket}")
     print(f"  organiser token for {args.org}: {token}")

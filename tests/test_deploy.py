@@ -343,6 +343,18 @@ def package(tmp_path_factory) -> Path:
     return out
 
 
+def test_the_package_carries_the_web_pages_files(package):
+    import zipfile
+
+    from chalicelib.services import web
+
+    with zipfile.ZipFile(package / "deployment.zip") as deployment:
+        names = set(deployment.namelist())
+    files = {f"chalicelib/web/{path.name}" for path in web.WEB_DIR.iterdir() if path.is_file()}
+    assert files >= {"chalicelib/web/app.js", "chalicelib/web/event.html"}
+    assert files <= names
+
+
 def test_chalice_package_prod_passes_cfn_lint(package):
     sam = (package / "sam.json").read_text()
     assert _lint(sam) == []

@@ -121,9 +121,10 @@ def assert_documented(method: str, url: str, status: int, headers: Mapping[str, 
     """Fail unless openapi.yaml documents this response; return its decoded JSON body (or None).
 
     The path, method and status must be documented; each documented header must match its schema
-    (and be present if required); the body must match the schema of its content type, or be empty
-    when none is documented. For a 2xx, the request's parameters must also match their schemas:
-    what the server accepted, the spec must allow.
+    (and be present if required); a JSON body must match the schema of its content type, any other
+    body (the web page's HTML, CSS, JavaScript) must be of a documented content type and not empty;
+    a response documented without content must have no body. For a 2xx, the request's parameters
+    must also match their schemas: what the server accepted, the spec must allow.
     """
     path, _, query = url.partition("?")
     template, raw_path_params = match_path(path)
@@ -155,12 +156,22 @@ def assert_documented(method: str, url: str, status: int, headers: Mapping[str, 
     content_type = lowered.get("content-type", "application/json").split(";")[0].strip()
     if content_type not in content:
         pytest.fail(f"{method.upper()} {template} {status}: content type {content_type} is not documented")
+    if not is_json(content_type):
+        # HTML, CSS and JavaScript: the documented content type is the contract; the text is checked
+        # by the tests of the web page, not by a schema.
+        assert body, f"{method.upper()} {template} {status}: an empty {content_type} body"
+        return None
     document = json.loads(body)
     problems = schema_errors(document, content[content_type]["schema"])
     assert not problems, f"{method.upper()} {url} {status} does not match openapi.yaml:\n" + "\n".join(
         problems
     )
     return document
+
+
+def is_json(content_type: str) -> bool:
+    """True for application/json and the +json types: their bodies are checked against a schema."""
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 class ContractClient:
