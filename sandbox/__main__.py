@@ -33,6 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--org", default="demo")
     serve.add_argument("--event", default="city-10k")
     serve.add_argument("--port", type=int, default=DEFAULT_PORTS["api"], help="API port")
+    serve.add_argument(
+        "--aws-port",
+        type=int,
+        default=DEFAULT_PORTS["aws"],
+        help="moto's port (S3, SQS, DynamoDB, Step Functions)",
+    )
+    serve.add_argument(
+        "--rekognition-port",
+        type=int,
+        default=DEFAULT_PORTS["rekognition"],
+        help="the local Rekognition's port",
+    )
     serve.add_argument("--no-samples", action="store_true", help="ingest nothing unless --photos is given")
     serve.add_argument("--rekognition-tps", type=_quota, help=_TPS_HELP)
     serve.add_argument(
@@ -94,7 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
     from sandbox.samples import ensure_samples
     from sandbox.uploads import organiser_token, publish_event
 
-    sandbox = Sandbox(ports=Ports(api=args.port), engines=ENGINES[args.engine], quota=args.rekognition_tps)
+    ports = Ports(aws=args.aws_port, rekognition=args.rekognition_port, api=args.port)
+    sandbox = Sandbox(ports=ports, engines=ENGINES[args.engine], quota=args.rekognition_tps)
     print("starting the sandbox (moto, Step Functions, local Rekognition, API)...", file=sys.stderr)
     sandbox.start()
     res = sandbox.resources
