@@ -312,7 +312,7 @@ def measure(photos: int, faces: int) -> Measurement:
     meter = Meter()
     logged = _LogBytes(meter)
     clients.cache_clear()
-    with mock_aws(), mock.patch.object(clients, "rekognition", lambda: fake):
+    with mock_aws(), mock.patch.object(clients, "rekognition", lambda attempts=4: fake):
         resources = create_stage_resources(STAGE, region=REGION)
         meter.raw = boto3.client("dynamodb", region_name=REGION)
         table = clients.table()
