@@ -41,7 +41,11 @@ class Settings:
     page_max_limit: int = 100
     cdn_base_url: str = ""  # empty: presigned S3 GET URLs instead
     url_expires_seconds: int = 3600
-    selfie_max_bytes: int = 10 * 1024 * 1024
+    # Lambda takes at most 6 MB (6,291,456 bytes) of request event, and API Gateway hands a binary
+    # body over base64-encoded (4 bytes per 3): 4.5 MB of selfie is 6,000,000 bytes, which leaves
+    # the rest of the event (headers, request context) about 290 KB.
+    selfie_max_bytes: int = 4_500_000
+    selfie_max_pixels: int = 40_000_000  # checked from the header, before any pixel is decoded
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
@@ -89,6 +93,7 @@ class Settings:
             cdn_base_url=env.get("CDN_BASE_URL", "").strip().rstrip("/"),
             url_expires_seconds=_int(env, "URL_EXPIRES_SECONDS", cls.url_expires_seconds),
             selfie_max_bytes=_int(env, "SELFIE_MAX_BYTES", cls.selfie_max_bytes),
+            selfie_max_pixels=_int(env, "SELFIE_MAX_PIXELS", cls.selfie_max_pixels),
             selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),

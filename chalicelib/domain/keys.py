@@ -25,6 +25,10 @@ _MAX_FILENAME = 200
 # contain the '#' and '/' separators those use.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+# The ExternalImageId of a face a runner indexed to opt out of face search: photo ids are 26
+# characters of upper-case Crockford base32, so no photo's faces can carry it.
+OPTED_OUT_IMAGE_ID = "opted-out"
+
 # Rekognition collection ids allow [a-zA-Z0-9_.\-] and at most 255 characters.
 _COLLECTION_DISALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
 _COLLECTION_MAX = 255

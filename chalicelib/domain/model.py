@@ -206,3 +206,11 @@ class FaceMatch:
     face_id: str
     external_image_id: str | None
     similarity: float
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """What one face search answers: the face it searched with and the faces that matched it."""
+
+    searched: FaceBox
+    matches: tuple[FaceMatch, ...]
