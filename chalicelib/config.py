@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from chalicelib.domain.bibs import BibRules
 from chalicelib.domain.errors import ConfigurationError
+from chalicelib.domain.imaging import GRID_FORMATS
 
 N = TypeVar("N", int, float)
 
@@ -26,6 +27,10 @@ class Settings:
     jpeg_quality: int = 87  # with LANCZOS: fewer bytes than sharp's mozjpeg q90, higher SSIM
     max_image_pixels: int = 120_000_000
     max_upload_bytes: int = 200 * 1024 * 1024
+    # The gallery's grid rendition, written next to the processed copy (bench/grid.py).
+    grid_side: int = 512
+    grid_format: str = "WEBP"
+    grid_quality: int = 75
     # DetectText
     bib_rules: BibRules = BibRules()  # noqa: RUF009 - frozen, so one shared default is safe
     # IndexFaces
@@ -73,6 +78,9 @@ class Settings:
             jpeg_quality=_int(env, "JPEG_QUALITY", cls.jpeg_quality),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            grid_side=_int(env, "GRID_MAX_SIDE", cls.grid_side),
+            grid_format=_grid_format(env),
+            grid_quality=_int(env, "GRID_QUALITY", cls.grid_quality),
             bib_rules=BibRules(
                 pattern=env.get("BIB_PATTERN", BibRules.pattern),
                 min_confidence=_float(env, "BIB_MIN_CONFIDENCE", BibRules.min_confidence),
@@ -130,6 +138,13 @@ class AppSettings:
             cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS", ()),
             token_cache_seconds=_int(env, "TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
         )
+
+
+def _grid_format(env: Mapping[str, str]) -> str:
+    value = env.get("GRID_FORMAT", Settings.grid_format).strip().upper()
+    if value not in GRID_FORMATS:
+        raise ConfigurationError(f"GRID_FORMAT must be one of {', '.join(GRID_FORMATS)}, got {value!r}")
+    return value
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

@@ -16,7 +16,7 @@ import app as snaprace
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import Settings
-from chalicelib.domain import imaging
+from chalicelib.domain import imaging, keys
 from chalicelib.domain.cursors import encode_cursor
 from chalicelib.domain.errors import (
     InvalidImage,
@@ -77,6 +77,7 @@ def test_gallery_photo_has_the_contract_fields(client, table):
         "event_id": "city-10k",
         "status": "PROCESSED",
         "url": shown["url"],
+        "thumb_url": shown["url"],  # saved without a grid rendition: the full copy stands in
         "width": 2048,
         "height": 1365,
         "thumbhash": photo.thumbhash,
@@ -131,9 +132,22 @@ def test_presigned_url_points_at_the_processed_copy(client, table, resources):
 def test_cdn_url_when_a_cdn_is_configured(client, table, monkeypatch):
     use_settings(monkeypatch, cdn_base_url="https://cdn.example/photos")
     photo = make_photo("acme", "e1", 1)
+    photo = replace(photo, grid_key=keys.grid_key("acme", "e1", photo.photo_id, "webp"))
+    seed(table, [(photo, ("1234",))])
+    for listing in ("photos", "bibs/1234/photos"):
+        (shown,) = get(client, f"/events/acme/e1/{listing}")[1]["photos"]
+        assert shown["url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.jpg"
+        assert shown["thumb_url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.grid.webp"
+
+
+def test_thumb_url_is_the_grid_rendition_presigned_like_url(client, table, resources):
+    photo = make_photo("acme", "e1", 1, bucket=resources.bucket)
+    photo = replace(photo, grid_key=keys.grid_key("acme", "e1", photo.photo_id, "webp"))
     seed(table, [(photo, ())])
-    url = get(client, "/events/acme/e1/photos")[1]["photos"][0]["url"]
-    assert url == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.jpg"
+    status, body = get(client, f"/events/acme/e1/photos/{photo.photo_id}")
+    thumb = urlparse(body["thumb_url"])
+    assert thumb.path.endswith(f"/acme/e1/processed/{photo.photo_id}.grid.webp")
+    assert parse_qs(thumb.query)["X-Amz-Expires"] == ["3600"]
 
 
 # --- one photo -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 Raw uploads:     {org_id}/{event_id}/raw/{filename...}   (the filename may contain '/')
 Processed copy:  {org_id}/{event_id}/processed/{photo_id}.jpg
+Grid rendition:  {org_id}/{event_id}/processed/{photo_id}.grid.webp   (or .jpg, by GRID_FORMAT)
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def safe_filename(name: str, extension: str) -> str:
 def processed_key(org_id: str, event_id: str, photo_id: str) -> str:
     """Return the S3 key of a photo's processed JPEG."""
     return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.jpg"
+
+
+def grid_key(org_id: str, event_id: str, photo_id: str, suffix: str) -> str:
+    """Return the S3 key of a photo's grid rendition (`suffix`: its format's, e.g. "webp")."""
+    return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.grid.{suffix}"
 
 
 def normalise_handle(handle: str | None) -> str | None:

@@ -37,16 +37,19 @@ log = logging.getLogger(__name__)
 
 _ALL_FACES = 4096  # SearchFacesByImage's largest MaxFaces
 
-UrlFor = Callable[[dict[str, Any]], str]
+UrlFor = Callable[[dict[str, Any], str], str]  # (photo item, object key) -> URL
 
 
 def url_builder(settings: Settings, storage: Storage) -> UrlFor:
-    """Return a function giving an item's image URL: under the CDN base URL, else presigned S3."""
+    """Return a function giving an image's URL: under the CDN base URL, else presigned S3.
+
+    Which one is configuration (CDN_BASE_URL, set from the stack in prod), not code per stage.
+    """
     if settings.cdn_base_url:
         base = settings.cdn_base_url
-        return lambda item: f"{base}/{quote(item['processed_key'])}"
+        return lambda item, key: f"{base}/{quote(key)}"
     expires = settings.url_expires_seconds
-    return lambda item: storage.presigned_get_url(item["bucket"], item["processed_key"], expires_in=expires)
+    return lambda item, key: storage.presigned_get_url(item["bucket"], key, expires_in=expires)
 
 
 def gallery(
@@ -63,7 +66,7 @@ def gallery(
     """Return one page of an event's processed photos, newest capture first."""
     gate.require_published(org_id, event_id)
     return listing.page(
-        lambda item: photo_view(item, url_for(item)),
+        lambda item: photo_view(item, url_for),
         settings,
         ("gallery", org_id, event_id),
         limit=limit,
@@ -90,7 +93,7 @@ def bib_photos(
     if normalised is None:
         raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
     page = listing.page(
-        lambda item: photo_view(item, url_for(item)),
+        lambda item: photo_view(item, url_for),
         settings,
         ("bib", org_id, event_id, normalised),
         limit=limit,
@@ -118,7 +121,7 @@ def photographer_photos(
     if normalised is None or not keys.is_valid_handle(normalised):
         raise InvalidHandle(f"{handle!r} is not a photographer handle (1-64 characters, no '#' or '/')")
     page = listing.page(
-        lambda item: photo_view(item, url_for(item)),
+        lambda item: photo_view(item, url_for),
         settings,
         ("photographer", org_id, event_id, normalised),
         limit=limit,
@@ -139,7 +142,7 @@ def photo(
         raise InvalidId(f"{photo_id!r} is not a photo id (26 characters of Crockford base32)")
     item = table.photo(org_id, event_id, photo_id)
     if item is not None:
-        return photo_view(item, url_for(item))
+        return photo_view(item, url_for)
     failed = table.failure(org_id, event_id, photo_id)
     if failed is not None:
         return failed_view(failed)
@@ -183,7 +186,7 @@ def selfie_search(
     ranked = sorted(best.items(), key=lambda pair: (-pair[1], pair[0]))[: settings.search_max_faces]
     by_id = {item["photo_id"]: item for item in table.photos(org_id, event_id, dict(ranked))}
     result["matches"] = [
-        {"photo": photo_view(by_id[pid], url_for(by_id[pid])), "similarity": round(similarity, 3)}
+        {"photo": photo_view(by_id[pid], url_for), "similarity": round(similarity, 3)}
         for pid, similarity in ranked
         if pid in by_id
     ]
