@@ -137,7 +137,9 @@ def test_cdn_url_when_a_cdn_is_configured(client, table, monkeypatch):
     for listing in ("photos", "bibs/1234/photos"):
         (shown,) = get(client, f"/events/acme/e1/{listing}")[1]["photos"]
         assert shown["url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.jpg"
-        assert shown["thumb_url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.grid.webp"
+        assert (
+            shown["thumb_url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.grid.webp"
+        )
 
 
 def test_thumb_url_is_the_grid_rendition_presigned_like_url(client, table, resources):
@@ -145,6 +147,7 @@ def test_thumb_url_is_the_grid_rendition_presigned_like_url(client, table, resou
     photo = replace(photo, grid_key=keys.grid_key("acme", "e1", photo.photo_id, "webp"))
     seed(table, [(photo, ())])
     status, body = get(client, f"/events/acme/e1/photos/{photo.photo_id}")
+    assert status == 200, body
     thumb = urlparse(body["thumb_url"])
     assert thumb.path.endswith(f"/acme/e1/processed/{photo.photo_id}.grid.webp")
     assert parse_qs(thumb.query)["X-Amz-Expires"] == ["3600"]
