@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from infra import stack
+from infra import gateway, stack
 from sandbox.resources import (
     DLQ_MAX_RECEIVES,
     MOTO_LACKS_UNUSED,
@@ -425,7 +425,15 @@ def package(tmp_path_factory) -> Path:
     env = {**os.environ, "AWS_DEFAULT_REGION": REGION}
     chalice = Path(sys.executable).with_name("chalice")
     result = subprocess.run(
-        [str(chalice), "package", "--stage", STAGE, str(out)],
+        [
+            str(chalice),
+            "package",
+            "--stage",
+            STAGE,
+            "--merge-template",
+            str(gateway.MERGE_TEMPLATE),
+            str(out),
+        ],
         cwd=PROJECT_DIR,
         env=env,
         capture_output=True,
@@ -435,6 +443,38 @@ def package(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
+
+
+def test_the_prod_api_merge_template_is_current():
+    from scripts.api_template import main
+
+    assert main([]) == 0
+
+
+def test_prod_api_answers_its_own_413_and_429_in_the_api_shape_with_cors_and_throttles_face_routes(package):
+    api = json.loads((package / "sam.json").read_text())["Resources"]["RestAPI"]["Properties"]
+    responses = api["GatewayResponses"]
+    origin = stage_environment(STAGE)["CORS_ALLOWED_ORIGINS"]
+    for response_type, status, code in (
+        ("REQUEST_TOO_LARGE", "413", "RequestTooLarge"),
+        ("THROTTLED", "429", "TooManyRequests"),
+    ):
+        answer = responses[response_type]
+        assert answer["StatusCode"] == status
+        body = json.loads(answer["ResponseTemplates"]["application/json"])
+        assert body["error"]["code"] == code and body["error"]["message"]
+        headers = answer["ResponseParameters"]["Headers"]
+        assert headers["Access-Control-Allow-Origin"] == f"'{origin}'"  # prod's one site
+        assert headers["Access-Control-Allow-Headers"] == "'Content-Type'"
+    assert responses["THROTTLED"]["ResponseParameters"]["Headers"]["Retry-After"] == "'1'"
+
+    throttles = {(s["ResourcePath"], s["HttpMethod"]): s for s in api["MethodSettings"]}
+    for path in ("/events/{org_id}/{event_id}/selfie-search", "/events/{org_id}/{event_id}/face-opt-out"):
+        setting = throttles.pop(("/" + path.replace("/", "~1"), "POST"))
+        assert 0 < setting["ThrottlingRateLimit"] <= 5 and 0 < setting["ThrottlingBurstLimit"] <= 10
+        # The throttled path is one the API has, in the form Chalice's Swagger names it.
+        assert path in api["DefinitionBody"]["paths"] and "post" in api["DefinitionBody"]["paths"][path]
+    assert throttles == {}
 
 
 def test_the_package_carries_the_web_pages_files(package):
