@@ -119,6 +119,8 @@ def test_prod_serves_processed_copies_through_cloudfront_with_origin_access_cont
     behaviour = config["DefaultCacheBehavior"]
     assert behaviour["ViewerProtocolPolicy"] == "redirect-to-https"
     assert set(behaviour["AllowedMethods"]) <= {"GET", "HEAD", "OPTIONS"}  # read only
+    # Managed-SimpleCORS: the page fetches full images (download) from another origin.
+    assert behaviour["ResponseHeadersPolicyId"] == "60669652-455b-4ae9-85a4-c4c02393f86c"
     assert "CacheBehaviors" not in config  # one origin, one behaviour: nothing else to reach
     assert template["Outputs"]["CdnBaseUrl"] == {
         "Condition": "HasCdn",
