@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/statelint --ignore=URI,FLOAT statemachine.json
 	$(BIN)/cfn-lint infra/resources.yaml
 	$(BIN)/python -m scripts.policies --check
+	$(BIN)/python -m scripts.api_template
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.preprocess

@@ -225,10 +225,27 @@ def selfie_search(org_id: str, event_id: str) -> dict[str, Any]:
         org_id,
         event_id,
         _body(),
+        consent=_query("consent"),
         rekognition=clients.rekognition(),
         table=clients.table(),
         gate=clients.event_gate(),
         url_for=_url_for(),
+        settings=clients.settings(),
+    )
+
+
+# A runner's "remove me": their face is kept only to refuse searches for it (binary types only,
+# like the selfie route).
+@app.route("/events/{org_id}/{event_id}/face-opt-out", methods=["POST"], content_types=SELFIE_CONTENT_TYPES)
+@api
+def face_opt_out(org_id: str, event_id: str) -> dict[str, Any]:
+    return search.face_opt_out(
+        org_id,
+        event_id,
+        _body(),
+        consent=_query("consent"),
+        rekognition=clients.rekognition(),
+        gate=clients.event_gate(),
         settings=clients.settings(),
     )
 
@@ -414,6 +431,13 @@ def selfie_search_preflight(org_id: str, event_id: str) -> Response:
     return Response(body="", status_code=204)
 
 
+@app.route("/events/{org_id}/{event_id}/face-opt-out", methods=["OPTIONS"])
+@api
+def face_opt_out_preflight(org_id: str, event_id: str) -> Response:
+    search.check_event(org_id, event_id)
+    return Response(body="", status_code=204)
+
+
 @app.middleware("http")
 def error_envelope(event: Request, get_response: Callable[[Request], Response]) -> Response:
     """Give Chalice's own errors (415 content type, 405 method) the API's error shape."""
@@ -509,6 +533,11 @@ def _reads() -> dict[str, Any]:
 
 def _url_for() -> search.UrlFor:
     return search.url_builder(clients.settings(), clients.storage())
+
+
+def _query(name: str) -> str | None:
+    params = _request().query_params
+    return None if params is None else params.get(name)
 
 
 def _message_id(record: SQSRecord) -> str:

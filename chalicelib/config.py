@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from chalicelib.domain.bibs import BibRules
 from chalicelib.domain.errors import ConfigurationError
+from chalicelib.domain.imaging import GRID_FORMATS
 
 N = TypeVar("N", int, float)
 
@@ -26,6 +27,10 @@ class Settings:
     jpeg_quality: int = 87  # with LANCZOS: fewer bytes than sharp's mozjpeg q90, higher SSIM
     max_image_pixels: int = 120_000_000
     max_upload_bytes: int = 200 * 1024 * 1024
+    # The gallery's grid rendition, written next to the processed copy (bench/grid.py).
+    grid_side: int = 512
+    grid_format: str = "WEBP"
+    grid_quality: int = 75
     # DetectText
     bib_rules: BibRules = BibRules()  # noqa: RUF009 - frozen, so one shared default is safe
     # IndexFaces
@@ -41,7 +46,11 @@ class Settings:
     page_max_limit: int = 100
     cdn_base_url: str = ""  # empty: presigned S3 GET URLs instead
     url_expires_seconds: int = 3600
-    selfie_max_bytes: int = 10 * 1024 * 1024
+    # Lambda takes at most 6 MB (6,291,456 bytes) of request event, and API Gateway hands a binary
+    # body over base64-encoded (4 bytes per 3): 4.5 MB of selfie is 6,000,000 bytes, which leaves
+    # the rest of the event (headers, request context) about 290 KB.
+    selfie_max_bytes: int = 4_500_000
+    selfie_max_pixels: int = 40_000_000  # checked from the header, before any pixel is decoded
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
@@ -69,6 +78,9 @@ class Settings:
             jpeg_quality=_int(env, "JPEG_QUALITY", cls.jpeg_quality),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            grid_side=_int(env, "GRID_MAX_SIDE", cls.grid_side),
+            grid_format=_grid_format(env),
+            grid_quality=_int(env, "GRID_QUALITY", cls.grid_quality),
             bib_rules=BibRules(
                 pattern=env.get("BIB_PATTERN", BibRules.pattern),
                 min_confidence=_float(env, "BIB_MIN_CONFIDENCE", BibRules.min_confidence),
@@ -89,6 +101,7 @@ class Settings:
             cdn_base_url=env.get("CDN_BASE_URL", "").strip().rstrip("/"),
             url_expires_seconds=_int(env, "URL_EXPIRES_SECONDS", cls.url_expires_seconds),
             selfie_max_bytes=_int(env, "SELFIE_MAX_BYTES", cls.selfie_max_bytes),
+            selfie_max_pixels=_int(env, "SELFIE_MAX_PIXELS", cls.selfie_max_pixels),
             selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
@@ -125,6 +138,13 @@ class AppSettings:
             cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS", ()),
             token_cache_seconds=_int(env, "TOKEN_CACHE_SECONDS", cls.token_cache_seconds),
         )
+
+
+def _grid_format(env: Mapping[str, str]) -> str:
+    value = env.get("GRID_FORMAT", Settings.grid_format).strip().upper()
+    if value not in GRID_FORMATS:
+        raise ConfigurationError(f"GRID_FORMAT must be one of {', '.join(GRID_FORMATS)}, got {value!r}")
+    return value
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

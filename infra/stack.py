@@ -121,6 +121,23 @@ def chalice_config(stage: str, function: str | None = None, project_dir: Path = 
     )
 
 
+def record_cdn_base_url(stage: str, stack_outputs: dict[str, str], project_dir: Path = PROJECT_DIR) -> str:
+    """Write the stack's CdnBaseUrl output into the stage's CDN_BASE_URL; return the value.
+
+    A stage without a CDN gets "" (presigned URLs). The stage's own environment in
+    .chalice/config.json is rewritten only when the value changes, so `chalice deploy` hands the
+    functions the distribution this stack made.
+    """
+    value = stack_outputs.get("CdnBaseUrl", "")
+    path = project_dir / ".chalice" / "config.json"
+    config = json.loads(path.read_text())
+    current = chalice_config(stage, project_dir=project_dir).environment_variables.get("CDN_BASE_URL", "")
+    if current != value:
+        config["stages"][stage].setdefault("environment_variables", {})["CDN_BASE_URL"] = value
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return value
+
+
 def parameters(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
     """Return the stack's parameter values for a stage."""
     env = chalice_config(stage, project_dir=project_dir).environment_variables
@@ -146,9 +163,12 @@ def parameters(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
 # --- deploy and delete ------------------------------------------------------------------------
 
 
-def deploy(stage: str, *, session, poll_seconds: float = 5.0) -> dict[str, str]:
+def deploy(
+    stage: str, *, session, poll_seconds: float = 5.0, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
     """Create or update the stage's stack, wait for it to settle, and return its outputs.
 
+    `overrides` replaces parameter values (the sandbox's moto has no CloudFront: Cdn "false").
     Raises StackError with the failed resources' reasons if CloudFormation rolls back.
     """
     cfn = session.client("cloudformation")
@@ -156,7 +176,10 @@ def deploy(stage: str, *, session, poll_seconds: float = 5.0) -> dict[str, str]:
     request = {
         "StackName": name,
         "TemplateBody": template_body(),
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters(stage).items()],
+        "Parameters": [
+            {"ParameterKey": k, "ParameterValue": v}
+            for k, v in {**parameters(stage), **(overrides or {})}.items()
+        ],
         "Capabilities": CAPABILITIES,
         "Tags": [{"Key": "app", "Value": APP_NAME}, {"Key": "stage", "Value": stage}],
     }

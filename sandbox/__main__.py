@@ -145,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  gallery:     curl '{base}/photos?limit=10'")
     print(f"  bib search:  curl '{base}/bibs/{bibs[0] if bibs else '1234'}/photos'")
     print(
-        f"  selfie:      curl -X POST -H 'Content-Type: image/jpeg' --data-binary @{selfie} '{base}/selfie-search'"
+        f"  selfie:      curl -X POST -H 'Content-Type: image/jpeg' --data-binary @{selfie} '{base}/selfie-search?consent=true'"
     )
     print("serving until interrupted (Ctrl-C)", flush=True)
     try:

@@ -154,7 +154,7 @@ def _ingest(sandbox: Sandbox, directory: Path, org: str, event: str, only: set[s
 
 def _selfie_search(sandbox: Sandbox, org: str, event: str, image: bytes) -> set[str] | None:
     request = urllib.request.Request(
-        f"{sandbox.api_url}/events/{org}/{event}/selfie-search",
+        f"{sandbox.api_url}/events/{org}/{event}/selfie-search?consent=true",
         data=image,
         headers={"Content-Type": "application/octet-stream"},
         method="POST",

@@ -37,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "deploy":
             print(f"deploying stack {name} in {session.region_name} (a first deploy takes a few minutes)")
-            _print_outputs(stack.deploy(args.stage, session=session))
+            deployed = stack.deploy(args.stage, session=session)
+            _print_outputs(deployed)
+            cdn = stack.record_cdn_base_url(args.stage, deployed)
+            print(
+                f"CDN_BASE_URL of stage {args.stage} in .chalice/config.json: {cdn}"
+                if cdn
+                else f"no CDN on stage {args.stage}: photo URLs are presigned S3 URLs"
+            )
             email = stack.parameters(args.stage).get("AlarmEmail")
             print(
                 f"alarms go to {email}: confirm the subscription e-mail"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from dataclasses import replace
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -14,6 +15,8 @@ from PIL import Image
 import app as snaprace
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
+from chalicelib.config import Settings
+from chalicelib.domain import imaging, keys
 from chalicelib.domain.cursors import encode_cursor
 from chalicelib.domain.errors import (
     InvalidImage,
@@ -74,6 +77,7 @@ def test_gallery_photo_has_the_contract_fields(client, table):
         "event_id": "city-10k",
         "status": "PROCESSED",
         "url": shown["url"],
+        "thumb_url": shown["url"],  # saved without a grid rendition: the full copy stands in
         "width": 2048,
         "height": 1365,
         "thumbhash": photo.thumbhash,
@@ -128,9 +132,25 @@ def test_presigned_url_points_at_the_processed_copy(client, table, resources):
 def test_cdn_url_when_a_cdn_is_configured(client, table, monkeypatch):
     use_settings(monkeypatch, cdn_base_url="https://cdn.example/photos")
     photo = make_photo("acme", "e1", 1)
+    photo = replace(photo, grid_key=keys.grid_key("acme", "e1", photo.photo_id, "webp"))
+    seed(table, [(photo, ("1234",))])
+    for listing in ("photos", "bibs/1234/photos"):
+        (shown,) = get(client, f"/events/acme/e1/{listing}")[1]["photos"]
+        assert shown["url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.jpg"
+        assert (
+            shown["thumb_url"] == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.grid.webp"
+        )
+
+
+def test_thumb_url_is_the_grid_rendition_presigned_like_url(client, table, resources):
+    photo = make_photo("acme", "e1", 1, bucket=resources.bucket)
+    photo = replace(photo, grid_key=keys.grid_key("acme", "e1", photo.photo_id, "webp"))
     seed(table, [(photo, ())])
-    url = get(client, "/events/acme/e1/photos")[1]["photos"][0]["url"]
-    assert url == f"https://cdn.example/photos/acme/e1/processed/{photo.photo_id}.jpg"
+    status, body = get(client, f"/events/acme/e1/photos/{photo.photo_id}")
+    assert status == 200, body
+    thumb = urlparse(body["thumb_url"])
+    assert thumb.path.endswith(f"/acme/e1/processed/{photo.photo_id}.grid.webp")
+    assert parse_qs(thumb.query)["X-Amz-Expires"] == ["3600"]
 
 
 # --- one photo -------------------------------------------------------------------------------
@@ -299,17 +319,46 @@ def test_selfie_finds_each_photo_once_best_similarity_first(client, table, rekog
     found = [m["photo"]["photo_id"] for m in body["matches"]]
     assert sorted(found) == sorted([alice_twice.photo_id, alice_bob.photo_id])
     assert all(m["similarity"] == 99.0 for m in body["matches"])
-    assert body["faces_in_selfie"] == 1 and "note" not in body
+    assert set(body["searched_face"]) == {"left", "top", "width", "height"}
 
 
-def test_selfie_with_two_faces_searches_the_largest_and_says_so(client, table, rekognition):
+def test_selfie_search_is_one_rekognition_call(client, table, rekognition):
     photo = make_photo("acme", "e1", 1)
     seed(table, [(photo, ())])
     index_people(rekognition, [(photo, ["alice"])])
     status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((30, 30, 200)))
-    assert status == 200
-    assert body["faces_in_selfie"] == 2 and "largest" in body["note"]
-    assert [m["photo"]["photo_id"] for m in body["matches"]] == [photo.photo_id]
+    assert status == 200 and [m["photo"]["photo_id"] for m in body["matches"]] == [photo.photo_id]
+    assert rekognition.calls == ["search_faces_by_image"]
+
+
+def test_selfie_without_consent_is_400_before_any_rekognition_call(client, table, rekognition):
+    index_people(rekognition, [(make_photo("acme", "e1", 1), ["alice"])])
+    for query in ("", "?consent=false", "?consent=yes", "?consent="):
+        response = client.http.post(
+            f"{SELFIE}{query}", headers={"Content-Type": "image/jpeg"}, body=selfie((200, 30, 30))
+        )
+        assert response.status_code == 400, query
+        assert error_code(json.loads(response.body)) == "ConsentRequired"
+    assert rekognition.calls == []
+
+
+@pytest.mark.parametrize("event", ["unknown-event", "draft", "bib-only"])
+def test_selfie_for_an_unknown_unpublished_or_bib_only_event_costs_no_rekognition_call(
+    client, table, rekognition, event
+):
+    publish(table, "acme", "draft", published=False)
+    publish(table, "acme", "bib-only", faces_enabled=False)
+    status, body = post_selfie(client, f"/events/acme/{event}/selfie-search", selfie((200, 30, 30)))
+    assert status in (404, 409), body
+    assert rekognition.calls == []
+
+
+def test_selfie_max_bytes_fits_lambdas_6_mb_payload_after_base64():
+    for stage in ("dev", "prod", "local"):
+        limit = Settings.from_env(stage_environment(stage)).selfie_max_bytes
+        encoded = 4 * math.ceil(limit / 3)
+        # What is left of Lambda's 6 MB (6,291,456 bytes) holds the rest of the API Gateway event.
+        assert encoded + 64 * 1024 <= 6 * 1024 * 1024, stage
 
 
 def test_selfie_png_is_accepted(client, table, rekognition):
@@ -334,6 +383,7 @@ def test_event_without_a_collection_has_no_matches(client, rekognition):
 
 
 def test_selfie_without_a_face_is_422(client, rekognition):
+    index_people(rekognition, [(make_photo("acme", "e1", 1), ["alice"])])
     status, body = post_selfie(client, "/events/acme/e1/selfie-search", selfie((240, 240, 240)))
     assert status == 422 and error_code(body) == "NoFaceInImage"
 
@@ -356,10 +406,14 @@ def test_selfie_over_the_byte_limit_is_413(client, rekognition, monkeypatch):
     assert status == 413 and error_code(body) == "SelfieTooLarge"
 
 
-def test_selfie_over_rekognitions_5_mb_is_downscaled_not_rejected(client, table, rekognition):
+def test_selfie_over_rekognitions_5_mb_is_downscaled_not_rejected(client, table, rekognition, monkeypatch):
+    use_settings(monkeypatch, selfie_max_bytes=10 * 1024 * 1024)
     seen = []
-    original = rekognition.detect_faces
-    rekognition.detect_faces = lambda image: seen.append(image) or original(image)
+    original = rekognition.search_faces_by_image
+    rekognition.search_faces_by_image = lambda org, event, image, **kw: (
+        seen.append(image) or original(org, event, image, **kw)
+    )
+    index_people(rekognition, [(make_photo("acme", "e1", 1), ["alice"])])
     noisy = Image.effect_noise((2000, 1600), 90).convert("RGB")
     noisy.paste((200, 30, 30), (0, 0, 200, 200))
     buffer = io.BytesIO()
@@ -463,9 +517,21 @@ def test_selfie_for_a_malformed_event_is_400(client, rekognition):
 
 
 def test_selfie_over_the_pixel_limit_is_413(client, rekognition, monkeypatch):
-    use_settings(monkeypatch, max_image_pixels=10_000)
+    use_settings(monkeypatch, selfie_max_pixels=10_000)
     status, body = post_selfie(client, SELFIE, selfie((200, 30, 30), size=(400, 400)))
     assert status == 413 and error_code(body) == "ImageTooLarge"
+    assert rekognition.calls == []
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "WEBP", "TIFF"])
+def test_selfie_pixel_limit_is_read_from_the_header_before_decoding(client, rekognition, monkeypatch, fmt):
+    # Selfies have their own, lower limit than uploads; a bomb is refused before its pixels exist.
+    use_settings(monkeypatch, selfie_max_pixels=100 * 100, max_image_pixels=10**9)
+    decoded = []
+    monkeypatch.setattr(imaging, "_load", lambda image, name: decoded.append(name))
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30), size=(101, 100), fmt=fmt), "image/png")
+    assert status == 413 and error_code(body) == "ImageTooLarge"
+    assert decoded == [] and rekognition.calls == []
 
 
 EVERY_OPERATION = [
@@ -496,7 +562,7 @@ def test_throttled_table_is_503_with_retry_after_on_every_operation(client, reko
 
 
 def test_throttled_rekognition_is_503(client, rekognition):
-    rekognition.fail("detect_faces", ThrottlingException("Rekognition throttled the call"))
+    rekognition.fail("search_faces_by_image", ThrottlingException("Rekognition throttled the call"))
     status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
     assert status == 503 and error_code(body) == "ThrottlingException"
 
@@ -525,7 +591,7 @@ def test_unexpected_failure_is_500_without_its_details_on_every_operation(client
 
 def test_selfie_rekognition_rejects_is_a_4xx(client, rekognition):
     rejected = InvalidImage("Rekognition rejected the image (InvalidImageFormatException): bad")
-    rekognition.fail("detect_faces", rejected)
+    rekognition.fail("search_faces_by_image", rejected)
     status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
     assert 400 <= status < 500, body
 

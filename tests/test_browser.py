@@ -231,9 +231,8 @@ def test_gallery_paints_placeholders_first_then_fades_the_images_in_without_shif
         route.continue_()
     wait_images_loaded(page, len(expected))
     sources = page.eval_on_selector_all("[data-testid=photo-card] img", "imgs => imgs.map(i => i.currentSrc)")
-    assert [s.split("?")[0] for s in sources] == [
-        (p.get("thumb_url") or p["url"]).split("?")[0] for p in expected
-    ]
+    assert [s.split("?")[0] for s in sources] == [p["thumb_url"].split("?")[0] for p in expected]
+    assert all(s.split("?")[0].endswith(".grid.webp") for s in sources)  # the grid rendition
     assert [card.bounding_box() for card in cards(page).all()] == boxes_before
     shot(page, "gallery-loaded")
 
@@ -391,7 +390,7 @@ def test_selfie_search_needs_consent_before_any_upload_then_shows_the_matches(pa
     page.route(re.compile(r".*/selfie-search.*"), keep_body)
     with page.expect_response(lambda r: "selfie-search" in r.url) as answered:
         selfie_input.set_input_files(str(big))
-    assert answered.value.status == 200
+    assert answered.value.status == 200  # the API refuses a selfie without consent (400)
     (request,) = sent
     assert "consent=true" in request.url and request.headers["content-type"] == "image/jpeg"
     with Image.open(io.BytesIO(bodies[0])) as posted:

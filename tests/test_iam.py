@@ -250,9 +250,6 @@ class Recorder:
         if operation == "IndexFaces":
             self.last_photo = params["ExternalImageId"]
             return ok({"FaceRecords": [{"Face": {"FaceId": "face-1", "ExternalImageId": self.last_photo}}]})
-        if operation == "DetectFaces":
-            box = {"Left": 0.1, "Top": 0.1, "Width": 0.5, "Height": 0.5}
-            return ok({"FaceDetails": [{"BoundingBox": box, "Confidence": 99.0}]})
         if operation == "SearchFacesByImage":
             face = {"FaceId": "face-1", "ExternalImageId": self.last_photo}
             return ok({"FaceMatches": [{"Similarity": 99.0, "Face": face}]})
@@ -314,9 +311,13 @@ def test_every_call_the_functions_make_at_run_time_was_derived(resources):
     ):
         assert client.http.get(path).status_code == 200, path
     selfie = client.http.post(
-        f"{base}/selfie-search", headers={"Content-Type": "image/jpeg"}, body=jpeg_bytes()
+        f"{base}/selfie-search?consent=true", headers={"Content-Type": "image/jpeg"}, body=jpeg_bytes()
     )
     assert selfie.status_code == 200 and json.loads(selfie.body)["matches"]
+    opt_out = client.http.post(
+        f"{base}/face-opt-out?consent=true", headers={"Content-Type": "image/jpeg"}, body=jpeg_bytes()
+    )
+    assert opt_out.status_code == 200, opt_out.body
 
     # The organiser's routes, with a real token (checked by the authorizer, run in-process).
     recorder.current = "api_handler"

@@ -719,3 +719,14 @@ def test_concurrent_calls_give_the_same_results_as_sequential_ones() -> None:
         concurrent = list(pool.map(lambda data: process(data, max_width=48), uploads))
 
     assert concurrent == sequential
+
+
+def test_grid_rendition_fits_the_long_side_and_never_enlarges():
+    wide = Image.new("RGB", (2048, 1365), (10, 120, 200))
+    webp = imaging.grid_rendition(wide, 512, "WEBP", 75)
+    assert (webp.width, webp.height, webp.content_type) == (512, 341, "image/webp")
+    assert Image.open(io.BytesIO(webp.data)).size == (512, 341)
+    small = imaging.grid_rendition(Image.new("RGB", (300, 400)), 512, "JPEG", 75)
+    assert (small.width, small.height, small.content_type) == (300, 400, "image/jpeg")
+    with pytest.raises(ValueError, match="grid format"):
+        imaging.grid_rendition(wide, 512, "GIF", 75)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
-from urllib.parse import unquote
 
 import boto3
 import pytest
+from PIL import Image
 
 from chalicelib.adapters.storage import Storage
 from chalicelib.config import Settings
@@ -55,10 +56,29 @@ def test_preprocess_writes_the_processed_copy_with_metadata_and_tag(resources, s
     meta, tags = head(resources, photo["processed_key"])
     assert tags == {"folder": "processed"}
     assert meta["ContentType"] == "image/jpeg"
-    assert unquote(meta["Metadata"]["original-key"]) == key
-    assert meta["Metadata"]["photo-id"] == photo["photo_id"]
-    assert meta["Metadata"]["thumb-hash"] == photo["thumbhash"]
-    assert meta["Metadata"]["photographer"] == "kim.photo"
+    assert meta["Metadata"] == {
+        "photo-id": photo["photo_id"],
+        "thumb-hash": photo["thumbhash"],
+        "photographer": "kim.photo",
+    }
+    assert meta["CacheControl"] == "public, max-age=31536000, immutable"
+
+
+def test_preprocess_writes_a_grid_rendition_next_to_the_processed_copy(resources, storage, table, settings):
+    key = "acme/e1/raw/IMG_G.jpg"
+    upload(resources, key, jpeg_bytes(size=(1600, 1200)))
+    photo = pipeline.preprocess(source(resources, key), storage=storage, table=table, settings=settings)
+
+    assert photo["grid_key"] == f"acme/e1/processed/{photo['photo_id']}.grid.webp"
+    meta, tags = head(resources, photo["grid_key"])
+    assert tags == {"folder": "processed"} and meta["ContentType"] == "image/webp"
+    assert meta["CacheControl"] == "public, max-age=31536000, immutable"
+    assert "original-key" not in meta["Metadata"]
+    body = boto3.client("s3").get_object(Bucket=resources.bucket, Key=photo["grid_key"])["Body"].read()
+    grid = Image.open(io.BytesIO(body))
+    assert (grid.format, grid.size) == ("WEBP", (512, 384))
+    full = boto3.client("s3").get_object(Bucket=resources.bucket, Key=photo["processed_key"])["Body"].read()
+    assert len(body) < len(full) / 3
 
 
 def test_preprocess_gives_a_retry_the_same_photo_id(resources, storage, table, settings):

@@ -125,11 +125,12 @@ def test_search_finds_every_photo_of_the_largest_face(world):
     )
     for n in (1, 2, 3):
         index(rekognition, f"p{n}.png", f"P{n}")
-    matches = rekognition.search_faces_by_image(
+    found = rekognition.search_faces_by_image(
         "acme", "e1", image_of("alice", "bob"), threshold=85, max_faces=50
     )
-    assert sorted(m.external_image_id for m in matches) == ["P1", "P2"]
-    assert all(m.similarity >= 85 for m in matches)
+    assert sorted(m.external_image_id for m in found.matches) == ["P1", "P2"]
+    assert all(m.similarity >= 85 for m in found.matches)
+    assert found.searched.area > 0
 
 
 def test_search_without_a_collection_is_collection_not_found(world):
@@ -146,11 +147,21 @@ def test_search_with_no_face_is_no_face_in_image(world):
         rekognition.search_faces_by_image("acme", "e1", image_of(), threshold=85, max_faces=50)
 
 
-def test_detect_faces_returns_the_largest_first(world):
+def test_index_face_image_keeps_only_the_largest_face_under_the_given_id(world):
     rekognition, _ = world
-    faces = rekognition.detect_faces(image_of("alice", "bob"))
-    assert len(faces) == 2 and faces[0].area > faces[1].area
-    assert rekognition.detect_faces(image_of()) == []
+    (face_id,) = rekognition.index_face_image(
+        "acme", "e1", image_of("bob", "alice"), external_image_id="opted-out", quality_filter="AUTO"
+    )
+    found = rekognition.search_faces_by_image("acme", "e1", image_of("bob"), threshold=85, max_faces=50)
+    assert [(m.face_id, m.external_image_id) for m in found.matches] == [(face_id, "opted-out")]
+    alice = rekognition.search_faces_by_image("acme", "e1", image_of("alice"), threshold=85, max_faces=50)
+    assert alice.matches == ()
+    assert (
+        rekognition.index_face_image(
+            "acme", "e1", image_of(), external_image_id="opted-out", quality_filter="AUTO"
+        )
+        == []
+    )
 
 
 def test_detect_text_returns_text_detections(world):

@@ -129,10 +129,18 @@ def test_search_returns_matching_faces_with_similarity(adapter, client, s3_objec
     s3_objects[("photos", "b.png")] = png((200, 60, 0))
     index(adapter, "a.png", "P1")
     index(adapter, "b.png", "P2")
-    matches = adapter.search_faces_by_image("acme", "e1", png((200, 12, 0)), threshold=85, max_faces=50)
-    assert [(m.external_image_id, m.similarity) for m in matches] == [("P1", 98.0)]
-    faces = adapter.detect_faces(png((200, 12, 200)))
-    assert len(faces) == 2 and faces[0].area > faces[1].area
+    found = adapter.search_faces_by_image("acme", "e1", png((200, 12, 0)), threshold=85, max_faces=50)
+    assert [(m.external_image_id, m.similarity) for m in found.matches] == [("P1", 98.0)]
+    assert found.searched.area > 0
+    # Two faces: the largest is searched, and SearchedFaceBoundingBox is its box.
+    two = png((200, 12, 200))
+    faces = client.detect_faces(Image={"Bytes": two})["FaceDetails"]
+    assert len(faces) == 2
+    largest = max(faces, key=lambda face: face["BoundingBox"]["Width"] * face["BoundingBox"]["Height"])
+    searched = adapter.search_faces_by_image("acme", "e1", two, threshold=85, max_faces=50).searched
+    assert (searched.left, searched.top, searched.width, searched.height) == tuple(
+        largest["BoundingBox"][k] for k in ("Left", "Top", "Width", "Height")
+    )
 
 
 def test_search_without_a_face_and_without_a_collection(adapter, s3_objects):
@@ -151,8 +159,11 @@ def test_detect_text_reads_s3_objects(adapter, s3_objects):
 
 
 def test_images_that_are_not_jpeg_or_png_are_refused(adapter):
+    adapter.create_collection("acme", "e1")
     with pytest.raises(InvalidImage, match="InvalidImageFormatException"):
-        adapter.detect_faces(b"GIF89a not really")
+        adapter.index_face_image(
+            "acme", "e1", b"GIF89a not really", external_image_id="opted-out", quality_filter="AUTO"
+        )
 
 
 def test_errors_use_rekognitions_codes(client):

@@ -68,7 +68,9 @@ def test_bib_search_finds_the_photos_showing_the_bib(sandbox, demo, samples):
 
 
 def test_selfie_search_finds_the_face_in_both_photos(sandbox, demo, samples):
-    status, body = api(sandbox, "/events/demo/city-10k/selfie-search", samples.selfie.read_bytes())
+    status, body = api(
+        sandbox, "/events/demo/city-10k/selfie-search?consent=true", samples.selfie.read_bytes()
+    )
     assert status == 200, body
     expected = {name for name, faces in samples.faces.items() if faces}
     assert {match["photo"]["original_filename"] for match in body["matches"]} == expected

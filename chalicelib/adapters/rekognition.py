@@ -1,7 +1,7 @@
-"""Rekognition adapter: DetectText, IndexFaces, Create/DeleteCollection, DeleteFaces, DetectFaces,
+"""Rekognition adapter: DetectText, IndexFaces, Create/DeleteCollection, DeleteFaces,
 SearchFacesByImage.
 
-Returns domain values (TextDetection, face ids) and raises chalicelib.domain.errors; nothing else knows
+Returns domain values (TextDetection, face ids, FaceSearch) and raises chalicelib.domain.errors; nothing else knows
 what a Rekognition response looks like.
 """
 
@@ -24,7 +24,7 @@ from chalicelib.domain.errors import (
     ThrottlingException,
     UnsupportedImageFormat,
 )
-from chalicelib.domain.model import FaceBox, FaceMatch
+from chalicelib.domain.model import FaceBox, FaceMatch, FaceSearch
 
 log = logging.getLogger(__name__)
 
@@ -136,29 +136,41 @@ class Rekognition:
         log.info("deleted collection=%s", collection_id)
         return True
 
-    def detect_faces(self, image: bytes) -> list[FaceBox]:
-        """Return the faces in an image (bytes), largest first."""
+    def index_face_image(
+        self, org_id: str, event_id: str, image: bytes, *, external_image_id: str, quality_filter: str
+    ) -> list[str]:
+        """Index the largest face of an image (bytes) under `external_image_id`; return its face id.
+
+        An empty list when the image shows no usable face. Creates the collection on first use.
+        """
+        collection_id = self._collection(org_id, event_id)
+        request = {
+            "CollectionId": collection_id,
+            "Image": {"Bytes": image},
+            "ExternalImageId": external_image_id,
+            "MaxFaces": 1,
+            "QualityFilter": quality_filter,
+            "DetectionAttributes": [],
+        }
+        # Its own call, not index_faces': scripts.policies reads the S3 access from the caller's source.
         try:
-            response = self._rek.detect_faces(Image={"Bytes": image}, Attributes=["DEFAULT"])
+            response = self._rek.index_faces(**request)
         except ClientError as exc:
-            raise _translate(exc) from exc
-        faces = [
-            FaceBox(
-                left=float(face["BoundingBox"].get("Left", 0.0)),
-                top=float(face["BoundingBox"].get("Top", 0.0)),
-                width=float(face["BoundingBox"].get("Width", 0.0)),
-                height=float(face["BoundingBox"].get("Height", 0.0)),
-                confidence=float(face.get("Confidence", 0.0)),
-            )
-            for face in response.get("FaceDetails", [])
-        ]
-        return sorted(faces, key=lambda face: face.area, reverse=True)
+            if _code(exc) != "ResourceNotFoundException":
+                raise _translate(exc) from exc
+            self.create_collection(org_id, event_id)
+            try:
+                response = self._rek.index_faces(**request)
+            except ClientError as retry_exc:
+                raise _translate(retry_exc) from retry_exc
+        return [record["Face"]["FaceId"] for record in response.get("FaceRecords", [])]
 
     def search_faces_by_image(
         self, org_id: str, event_id: str, image: bytes, *, threshold: float, max_faces: int
-    ) -> list[FaceMatch]:
-        """Return the faces in a collection that match the largest face in `image`.
+    ) -> FaceSearch:
+        """Return the largest face in `image` and the faces in the collection that match it.
 
+        One call: the service itself answers InvalidParameterException when there is no face.
         Raises CollectionNotFound, NoFaceInImage, InvalidImage or a throttling error.
         """
         collection_id = self._collection(org_id, event_id)
@@ -176,14 +188,24 @@ class Rekognition:
                 # What SearchFacesByImage says when it finds no face in the image.
                 raise NoFaceInImage("no face found in the image") from exc
             raise _translate(exc) from exc
-        return [
-            FaceMatch(
-                face_id=match["Face"]["FaceId"],
-                external_image_id=match["Face"].get("ExternalImageId"),
-                similarity=float(match.get("Similarity", 0.0)),
-            )
-            for match in response.get("FaceMatches", [])
-        ]
+        box = response.get("SearchedFaceBoundingBox") or {}
+        return FaceSearch(
+            searched=FaceBox(
+                left=float(box.get("Left", 0.0)),
+                top=float(box.get("Top", 0.0)),
+                width=float(box.get("Width", 0.0)),
+                height=float(box.get("Height", 0.0)),
+                confidence=float(response.get("SearchedFaceConfidence", 0.0)),
+            ),
+            matches=tuple(
+                FaceMatch(
+                    face_id=match["Face"]["FaceId"],
+                    external_image_id=match["Face"].get("ExternalImageId"),
+                    similarity=float(match.get("Similarity", 0.0)),
+                )
+                for match in response.get("FaceMatches", [])
+            ),
+        )
 
 
 def _code(exc: ClientError) -> str:

@@ -72,12 +72,14 @@ class Storage:
         content_type: str,
         metadata: dict[str, str],
         tags: dict[str, str],
+        cache_control: str | None = None,
     ) -> None:
         """Write an object with user metadata and tags (overwrites: same key, same content).
 
         Metadata values are made header-safe (ascii_header_value) and capped at MAX_METADATA_VALUE.
         """
         safe = {name: ascii_header_value(value)[:MAX_METADATA_VALUE] for name, value in metadata.items()}
+        extra = {"CacheControl": cache_control} if cache_control else {}
         try:
             self._s3.put_object(
                 Bucket=bucket,
@@ -86,6 +88,7 @@ class Storage:
                 ContentType=content_type,
                 Metadata=safe,
                 Tagging=urlencode(tags),
+                **extra,
             )
         except ClientError as exc:
             raise _translate(exc, f"s3://{bucket}/{key}") from exc

@@ -97,6 +97,10 @@ class InvalidReprocessRequest(InvalidRequest):
     """A reprocess request names neither photo ids, failed photos nor all photos."""
 
 
+class ConsentRequired(InvalidRequest):
+    """A face route was called without the runner's explicit consent (`?consent=true`) (400)."""
+
+
 class SelfieTooLarge(InvalidInput):
     """The selfie is larger than the configured byte limit (413)."""
 

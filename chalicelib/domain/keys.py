@@ -2,6 +2,7 @@
 
 Raw uploads:     {org_id}/{event_id}/raw/{filename...}   (the filename may contain '/')
 Processed copy:  {org_id}/{event_id}/processed/{photo_id}.jpg
+Grid rendition:  {org_id}/{event_id}/processed/{photo_id}.grid.webp   (or .jpg, by GRID_FORMAT)
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ _MAX_FILENAME = 200
 # letter or digit. They become parts of S3 keys, DynamoDB keys and collection ids, so they must not
 # contain the '#' and '/' separators those use.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+# The ExternalImageId of a face a runner indexed to opt out of face search: photo ids are 26
+# characters of upper-case Crockford base32, so no photo's faces can carry it.
+OPTED_OUT_IMAGE_ID = "opted-out"
 
 # Rekognition collection ids allow [a-zA-Z0-9_.\-] and at most 255 characters.
 _COLLECTION_DISALLOWED = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -95,6 +100,11 @@ def safe_filename(name: str, extension: str) -> str:
 def processed_key(org_id: str, event_id: str, photo_id: str) -> str:
     """Return the S3 key of a photo's processed JPEG."""
     return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.jpg"
+
+
+def grid_key(org_id: str, event_id: str, photo_id: str, suffix: str) -> str:
+    """Return the S3 key of a photo's grid rendition (`suffix`: its format's, e.g. "webp")."""
+    return f"{org_id}/{event_id}/{PROCESSED_FOLDER}/{photo_id}.grid.{suffix}"
 
 
 def normalise_handle(handle: str | None) -> str | None:

@@ -7,6 +7,7 @@ table is the repository's business (chalicelib.adapters.table); nothing here kno
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ DISPLAY_FIELDS = (
     "org_id",
     "event_id",
     "processed_key",
+    "grid_key",
     "width",
     "height",
     "thumbhash",
@@ -97,6 +99,7 @@ class Photo:
     photographer: str | None = None
     content_sha256: str | None = None  # hex SHA-256 of the uploaded bytes
     raw_version: str | None = None  # RawObject.version of the upload: a reprocess names the same one
+    grid_key: str | None = None  # the grid rendition (None: processed before there was one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,14 +133,19 @@ class Failure:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def photo_view(item: dict[str, Any], url: str) -> dict[str, Any]:
-    """Return the API's Photo for a photo record (or a bib listing's copy of one)."""
+def photo_view(item: dict[str, Any], url_for: Callable[[dict[str, Any], str], str]) -> dict[str, Any]:
+    """Return the API's Photo for a photo record (or a bib listing's copy of one).
+
+    `url_for(item, key)` gives an object's URL. A photo processed before grid renditions existed
+    has its full-size copy as `thumb_url` too, until it is reprocessed.
+    """
     return {
         "photo_id": item["photo_id"],
         "org_id": item["org_id"],
         "event_id": item["event_id"],
         "status": STATUS_PROCESSED,
-        "url": url,
+        "url": url_for(item, item["processed_key"]),
+        "thumb_url": url_for(item, item.get("grid_key") or item["processed_key"]),
         "width": int(item["width"]),
         "height": int(item["height"]),
         "thumbhash": item["thumbhash"],
@@ -206,3 +214,11 @@ class FaceMatch:
     face_id: str
     external_image_id: str | None
     similarity: float
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """What one face search answers: the face it searched with and the faces that matched it."""
+
+    searched: FaceBox
+    matches: tuple[FaceMatch, ...]

@@ -336,6 +336,8 @@ def _erase(
             raw_keys.append(record["raw_key"])
     if photo is not None:
         objects.setdefault(photo["bucket"], []).append(photo["processed_key"])
+        if photo.get("grid_key"):
+            objects[photo["bucket"]].append(photo["grid_key"])
         for duplicate in photo.get("duplicate_keys") or []:
             objects[photo["bucket"]].append(duplicate)
             raw_keys.append(duplicate)

@@ -26,6 +26,9 @@ from chalicelib.services import events, pacing, uploads
 log = logging.getLogger(__name__)
 
 PROCESSED_TAGS = {"folder": "processed"}
+# A processed key names its photo id, which is derived from the bytes uploaded: what is stored
+# under it does not change, so browsers and the CDN may keep it for a year without asking again.
+IMMUTABLE = "public, max-age=31536000, immutable"
 _MAX_CAUSE = 4000
 
 
@@ -52,6 +55,9 @@ def preprocess(
         max_width=settings.max_width,
         jpeg_quality=settings.jpeg_quality,
         max_pixels=settings.max_image_pixels,
+        grid_side=settings.grid_side,
+        grid_format=settings.grid_format,
+        grid_quality=settings.grid_quality,
     )
     moment = ids.capture_moment(image.captured_at, parse_iso(source.uploaded_at))
     photo_id = ids.photo_id(moment, digest)
@@ -77,14 +83,24 @@ def preprocess(
         photographer=photographer,
         content_sha256=digest.hex(),
         raw_version=source.version,
+        grid_key=None
+        if image.grid is None
+        else keys.grid_key(raw.org_id, raw.event_id, photo_id, imaging.GRID_FORMATS[settings.grid_format][1]),
     )
-    metadata = {
-        "original-key": source.key,
-        "photo-id": photo_id,
-        "thumb-hash": image.thumbhash,
-    }
+    # Public through the CDN: nothing here names the raw upload (its key holds the file name).
+    metadata = {"photo-id": photo_id, "thumb-hash": image.thumbhash}
     if photographer:
         metadata["photographer"] = photographer
+    if image.grid is not None and photo.grid_key is not None:
+        storage.put_object(
+            source.bucket,
+            photo.grid_key,
+            image.grid.data,
+            content_type=image.grid.content_type,
+            metadata=metadata,
+            tags=PROCESSED_TAGS,
+            cache_control=IMMUTABLE,
+        )
     storage.put_object(
         source.bucket,
         photo.processed_key,
@@ -92,14 +108,16 @@ def preprocess(
         content_type="image/jpeg",
         metadata=metadata,
         tags=PROCESSED_TAGS,
+        cache_control=IMMUTABLE,
     )
     log.info(
-        "preprocessed photo=%s key=%s size=%dx%d bytes=%d",
+        "preprocessed photo=%s key=%s size=%dx%d bytes=%d grid_bytes=%d",
         photo_id,
         source.key,
         image.width,
         image.height,
         len(image.jpeg),
+        len(image.grid.data) if image.grid else 0,
     )
     return photo.to_dict()
 

@@ -52,8 +52,12 @@ def get(client: Any, path: str, **headers: str) -> tuple[int, Any]:
     return response.status_code, json.loads(response.body) if response.body else None
 
 
-def post_selfie(client: Any, path: str, body: bytes, content_type: str = "image/jpeg") -> tuple[int, Any]:
-    response = client.http.post(path, headers={"Content-Type": content_type}, body=body)
+def post_selfie(
+    client: Any, path: str, body: bytes, content_type: str = "image/jpeg", *, consent: bool = True
+) -> tuple[int, Any]:
+    """POST an image to a face route; with the runner's consent unless told otherwise."""
+    url = f"{path}?consent=true" if consent else path
+    response = client.http.post(url, headers={"Content-Type": content_type}, body=body)
     return response.status_code, json.loads(response.body) if response.body else None
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from chalicelib.domain.bibs import TextDetection
 from chalicelib.domain.errors import CollectionNotFound, NoFaceInImage
-from chalicelib.domain.model import FaceBox, FaceMatch
+from chalicelib.domain.model import FaceBox, FaceMatch, FaceSearch
 
 TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
 FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels, largest first
@@ -95,15 +95,22 @@ class FakeRekognition:
         with self._lock:
             return self.collections.pop((org_id, event_id), None) is not None
 
-    def detect_faces(self, image: bytes) -> list[FaceBox]:
-        self._maybe_raise("detect_faces")
-        people = self._people(image)
-        # Largest first, as the adapter returns them.
-        return [FaceBox(0.1, 0.1, 0.5 / (n + 1), 0.5 / (n + 1), 99.0) for n, _ in enumerate(people)]
+    def index_face_image(
+        self, org_id: str, event_id: str, image: bytes, *, external_image_id: str, quality_filter: str
+    ) -> list[str]:
+        self._maybe_raise("index_face_image")
+        people = self._people(image)[:1]  # the largest face, as MaxFaces=1 keeps
+        with self._lock:
+            faces = self.collections.setdefault((org_id, event_id), {})
+            new = {
+                f"{external_image_id}-{person}-{len(faces)}": (person, external_image_id) for person in people
+            }
+            faces.update(new)
+        return list(new)
 
     def search_faces_by_image(
         self, org_id: str, event_id: str, image: bytes, *, threshold: float, max_faces: int
-    ) -> list[FaceMatch]:
+    ) -> FaceSearch:
         """Matches the indexed faces of the image's largest person; like the service, 99 similarity."""
         self._maybe_raise("search_faces_by_image")
         people = self._people(image)
@@ -117,7 +124,7 @@ class FakeRekognition:
                 for face_id, (label, external) in self.collections[(org_id, event_id)].items()
                 if label == people[0] and threshold <= 99.0
             ]
-        return matches[:max_faces]
+        return FaceSearch(searched=FaceBox(0.1, 0.1, 0.5, 0.5, 99.0), matches=tuple(matches[:max_faces]))
 
 
 @dataclass(frozen=True)
