@@ -702,7 +702,8 @@ class PhotoTable:
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                self._backoff(attempt)
+                if attempt + 1 < self._max_attempts:  # no wait before giving up
+                    self._backoff(attempt)
             else:
                 raise UnprocessedItemsError("BatchGetItem left keys unprocessed after every attempt")
         return found
