@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import boto3
 import pytest
+from thumbhash import thumbhash_to_image
 
 from chalicelib.adapters.storage import Storage
 from chalicelib.config import Settings
@@ -59,6 +61,20 @@ def test_preprocess_writes_the_processed_copy_with_metadata_and_tag(resources, s
     assert meta["Metadata"]["photo-id"] == photo["photo_id"]
     assert meta["Metadata"]["thumb-hash"] == photo["thumbhash"]
     assert meta["Metadata"]["photographer"] == "kim.photo"
+
+
+def test_the_photos_thumbhash_decodes_to_a_preview_of_its_shape_and_colour(
+    resources, storage, table, settings
+):
+    key = "acme/e1/raw/IMG_3.jpg"
+    upload(resources, key, jpeg_bytes((320, 160), colour=(200, 120, 40)))
+    photo = pipeline.preprocess(source(resources, key), storage=storage, table=table, settings=settings)
+
+    preview = thumbhash_to_image(base64.b64decode(photo["thumbhash"], validate=True)).convert("RGB")
+
+    assert 1.6 < preview.width / preview.height < 2.4  # ThumbHash keeps the ratio roughly
+    red, green, blue = preview.getpixel((preview.width // 2, preview.height // 2))
+    assert red > green > blue  # the photo's orange, not a grey placeholder
 
 
 def test_preprocess_gives_a_retry_the_same_photo_id(resources, storage, table, settings):
