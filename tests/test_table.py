@@ -185,6 +185,7 @@ def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": left})
         stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": left})
+        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})  # read back
         _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
         stub.assert_no_pending_responses()
     assert len(sleeps) == 2
@@ -227,6 +228,7 @@ def _sleeps_of_one_save_with_two_unprocessed_rounds() -> list[float]:
         stub.add_response("transact_write_items", {}, {"TransactItems": ANY})
         for unprocessed in (left, left, {}):
             stub.add_response("batch_write_item", {"UnprocessedItems": unprocessed}, {"RequestItems": ANY})
+        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
     return sleeps
 
