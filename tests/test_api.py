@@ -64,6 +64,16 @@ def test_gallery_walks_250_photos_in_pages_of_100_newest_first_without_gaps(clie
     assert photos[0]["original_filename"] == "IMG_00249.jpg"
 
 
+def test_gallery_pages_follow_capture_time_not_upload_order(client, table):
+    # Photographers upload in their own order; the gallery is newest capture first throughout.
+    order = [7, 0, 19, 3, 12, 5, 16, 1, 9, 14, 2, 18, 6, 11, 4, 17, 8, 13, 10, 15]
+    seed(table, [(make_photo("acme", "e1", n), ()) for n in order])
+    pages = walk(client, f"{EVENT}/photos", 6)
+    assert [len(page["photos"]) for page in pages] == [6, 6, 6, 2]
+    names = [p["original_filename"] for page in pages for p in page["photos"]]
+    assert names == [f"IMG_{n:05d}.jpg" for n in range(19, -1, -1)]
+
+
 def test_gallery_photo_has_the_contract_fields(client, table):
     photo = make_photo("acme", "city-10k", 1, photographer="snap.shooter")
     seed(table, [(photo, ("1234",))])
