@@ -175,7 +175,8 @@ def _stubbed(client, sleeps):
     return PhotoTable(client, "t", max_attempts=4, base_delay=0.1, max_delay=0.3, sleep=sleeps.append)
 
 
-def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
+def _save_with_unprocessed_rounds(rounds: int) -> list[float]:
+    """Save a photo whose bib entries come back unprocessed `rounds` times; return the waits."""
     client = boto3.client("dynamodb", region_name="us-east-1")
     sleeps: list[float] = []
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
@@ -183,11 +184,17 @@ def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         stub.add_response("transact_write_items", {}, {"TransactItems": ANY})  # the photo and its count
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
-        stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": left})
-        stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": left})
+        for round_ in range(1, rounds + 1):  # each retry sends only what was left
+            unprocessed = left if round_ < rounds else {}
+            stub.add_response("batch_write_item", {"UnprocessedItems": unprocessed}, {"RequestItems": left})
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})  # read back
         _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
         stub.assert_no_pending_responses()
+    return sleeps
+
+
+def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
+    sleeps = _save_with_unprocessed_rounds(2)
     assert len(sleeps) == 2
     assert 0 <= sleeps[0] <= 0.1 and 0 <= sleeps[1] <= 0.2
 
@@ -219,24 +226,10 @@ def test_throughput_errors_are_named():
             )
 
 
-def _sleeps_of_one_save_with_two_unprocessed_rounds() -> list[float]:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    sleeps: list[float] = []
-    left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
-    with Stubber(client) as stub:
-        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
-        stub.add_response("transact_write_items", {}, {"TransactItems": ANY})
-        for unprocessed in (left, left, {}):
-            stub.add_response("batch_write_item", {"UnprocessedItems": unprocessed}, {"RequestItems": ANY})
-        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
-        _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
-    return sleeps
-
-
 def test_batch_write_backoff_is_jittered_so_retries_spread_out():
     # Full jitter: each wait is drawn anew from 0 to its bound (0.1 s, then 0.2 s), so Lambdas that
     # were throttled together do not come back together.
-    waits = [_sleeps_of_one_save_with_two_unprocessed_rounds() for _ in range(30)]
+    waits = [_save_with_unprocessed_rounds(2) for _ in range(30)]
     first, second = [w[0] for w in waits], [w[1] for w in waits]
     assert all(0 <= f <= 0.1 for f in first) and all(0 <= s <= 0.2 for s in second)
     assert len(set(first)) > 20 and len(set(second)) > 20
