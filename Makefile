@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo evaluate lint bench bench-search bench-event-day bench-cost clean
+.PHONY: test demo evaluate lint mutants bench bench-search bench-event-day bench-cost clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-sandbox.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 	$(BIN)/cfn-lint infra/resources.yaml
 	$(BIN)/python -m scripts.policies --check
 	$(BIN)/python -m scripts.api_template
+
+# One-line bugs put into a copy of the code, one at a time: each must fail a test. Not in CI.
+mutants: $(STAMP)
+	$(BIN)/python -m scripts.mutants
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.preprocess

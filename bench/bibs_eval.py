@@ -75,7 +75,7 @@ def read_bibs(image: bytes, engine: OcrEngine, rules: BibRules) -> list[str]:
     client = boto3.client("rekognition", region_name="us-east-1")
     with Stubber(client) as stub:
         stub.add_response("detect_text", response, {"Image": {"S3Object": {"Bucket": BUCKET, "Name": KEY}}})
-        detections = Rekognition(client).detect_text(BUCKET, KEY)
+        detections = Rekognition(client, collection_prefix="bench").detect_text(BUCKET, KEY)
     return bibs_from_detections(detections, rules)
 
 

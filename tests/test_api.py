@@ -15,7 +15,7 @@ from PIL import Image
 import app as snaprace
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
-from chalicelib.config import Settings
+from chalicelib.config import AppSettings, Settings
 from chalicelib.domain import imaging, keys
 from chalicelib.domain.cursors import encode_cursor
 from chalicelib.domain.errors import (
@@ -31,6 +31,7 @@ from tests.support.api import (
     error_code,
     get,
     index_people,
+    people_in,
     post_selfie,
     selfie,
     use_settings,
@@ -63,6 +64,16 @@ def test_gallery_walks_250_photos_in_pages_of_100_newest_first_without_gaps(clie
     captured = [p["captured_at"] for p in photos]
     assert captured == sorted(captured, reverse=True)
     assert photos[0]["original_filename"] == "IMG_00249.jpg"
+
+
+def test_gallery_pages_follow_capture_time_not_upload_order(client, table):
+    # Photographers upload in their own order; the gallery is newest capture first throughout.
+    order = [7, 0, 19, 3, 12, 5, 16, 1, 9, 14, 2, 18, 6, 11, 4, 17, 8, 13, 10, 15]
+    seed(table, [(make_photo("acme", "e1", n), ()) for n in order])
+    pages = walk(client, f"{EVENT}/photos", 6)
+    assert [len(page["photos"]) for page in pages] == [6, 6, 6, 2]
+    names = [p["original_filename"] for page in pages for p in page["photos"]]
+    assert names == [f"IMG_{n:05d}.jpg" for n in range(19, -1, -1)]
 
 
 def test_gallery_photo_has_the_contract_fields(client, table):
@@ -221,6 +232,25 @@ def test_org_a_never_sees_org_b_photos_with_the_same_event_and_bib(client, table
             assert [p["photo_id"] for p in get(client, path)[1]["photos"]] == [expected.photo_id]
 
 
+def test_two_orgs_sharing_an_event_id_never_see_each_others_photos_on_any_route(client, table, rekognition):
+    mine = make_photo("org-a", "marathon", 1, photographer="p")
+    theirs = make_photo("org-b", "marathon", 2, photographer="p")
+    seed(table, [(mine, ("1234",)), (theirs, ("1234",))])
+    index_people(rekognition, [(mine, ["alice"]), (theirs, ["alice"])])
+    for org, own, other in (("org-a", mine, theirs), ("org-b", theirs, mine)):
+        event = f"/events/{org}/marathon"
+        for path in (f"{event}/photos", f"{event}/bibs/1234/photos", f"{event}/photographers/p/photos"):
+            status, body = get(client, path)
+            assert status == 200 and [p["photo_id"] for p in body["photos"]] == [own.photo_id], path
+        assert get(client, f"{event}/photos/{own.photo_id}")[0] == 200
+        status, body = get(client, f"{event}/photos/{other.photo_id}")
+        assert status == 404 and error_code(body) == "PhotoNotFound"
+        status, body = post_selfie(client, f"{event}/selfie-search", selfie((200, 30, 30)))
+        assert status == 200 and [m["photo"]["photo_id"] for m in body["matches"]] == [own.photo_id]
+        status, body = get(client, event)
+        assert status == 200 and body["photo_count"] == 1
+
+
 @pytest.mark.parametrize("bib", ["12", "1234567", "AB123", "0000", "12-34"])
 def test_malformed_bib_is_400(client, bib):
     status, body = get(client, f"/events/acme/e1/bibs/{bib}/photos")
@@ -320,6 +350,32 @@ def test_selfie_finds_each_photo_once_best_similarity_first(client, table, rekog
     assert sorted(found) == sorted([alice_twice.photo_id, alice_bob.photo_id])
     assert all(m["similarity"] == 99.0 for m in body["matches"])
     assert set(body["searched_face"]) == {"left", "top", "width", "height"}
+
+
+def test_selfie_matches_are_ranked_by_each_photos_best_similarity(client, table, monkeypatch):
+    first, second, third, unlike = (make_photo("acme", "e1", n) for n in (1, 2, 3, 4))
+    seed(table, [(photo, ()) for photo in (first, second, third, unlike)])
+    scores = {
+        first.photo_id: [92.0, 88.0],
+        second.photo_id: [97.5],
+        third.photo_id: [86.25],
+        unlike.photo_id: [60.0],
+    }
+    similarity: dict[str, float] = {}
+    fake = FakeRekognition(people=people_in, similarity=similarity.__getitem__)
+    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: fake)
+    index_people(
+        fake, [(first, ["alice", "alice"]), (second, ["alice"]), (third, ["alice"]), (unlike, ["alice"])]
+    )
+    # The service answers in no particular order; here in indexing order, which is not the ranking.
+    for face_id, (_, photo_id) in fake.collections[("acme", "e1")].items():
+        similarity[face_id] = scores[photo_id].pop(0)
+
+    status, body = post_selfie(client, SELFIE, selfie((200, 30, 30)))
+
+    assert status == 200, body
+    ranked = [(m["photo"]["photo_id"], m["similarity"]) for m in body["matches"]]
+    assert ranked == [(second.photo_id, 97.5), (first.photo_id, 92.0), (third.photo_id, 86.25)]
 
 
 def test_selfie_search_is_one_rekognition_call(client, table, rekognition):
@@ -463,6 +519,85 @@ def test_only_listed_origins_are_echoed(client, monkeypatch):
     assert allowed.headers["Vary"] == "Origin"
     refused = client.http.get("/events/acme/e1/photos", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+PROD_ORIGIN = "https://snaprace.example"
+
+
+@pytest.fixture
+def prod_cors(monkeypatch):
+    """The prod stage's CORS configuration (one listed origin) on the dev stage's app."""
+    prod = AppSettings.from_env(stage_environment("prod"))
+    assert prod.cors_allowed_origins == (PROD_ORIGIN,)
+    monkeypatch.setattr(
+        snaprace, "_settings", replace(snaprace._settings, cors_allowed_origins=prod.cors_allowed_origins)
+    )
+
+
+def _cors_headers(response) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in response.headers.items()
+        if name.startswith("Access-Control-") or name == "Vary"
+    }
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://snaprace.example.evil",  # the allowed origin as a prefix
+        "https://evilsnaprace.example",  # as a suffix
+        "https://snaprace.exampl",  # a prefix of it
+        "https://www.snaprace.example",  # a subdomain
+        "http://snaprace.example",  # another scheme
+        "https://snaprace.example:8443",  # another port
+        "https://SNAPRACE.example.",  # case and a trailing dot
+        "null",
+    ],
+)
+def test_look_alike_origins_get_no_cors_headers(client, prod_cors, origin):
+    for method in ("GET", "OPTIONS"):
+        path = f"{EVENT}/photos" if method == "GET" else SELFIE
+        response = client.http.request(method, path, headers={"Origin": origin})
+        assert _cors_headers(response) == {}, (method, response.headers)
+
+
+def test_errors_carry_the_same_cors_headers_as_successes(client, table, rekognition, prod_cors, monkeypatch):
+    origin = {"Origin": PROD_ORIGIN}
+    use_settings(monkeypatch, selfie_max_bytes=100)
+    ok = client.http.get(f"{EVENT}/photos", headers=origin)
+    assert ok.status_code == 200
+    expected = _cors_headers(ok)
+    assert expected["Access-Control-Allow-Origin"] == PROD_ORIGIN and expected["Vary"] == "Origin"
+    answers = {
+        404: client.http.get("/events/acme/unknown/photos", headers=origin),
+        400: client.http.get(f"{EVENT}/bibs/12/photos", headers=origin),
+        413: client.http.post(
+            f"{SELFIE}?consent=true", headers={**origin, "Content-Type": "image/jpeg"}, body=b"x" * 101
+        ),
+    }
+    monkeypatch.setattr(clients, "table", lambda: Unavailable(ThrottlingException("slow")))
+    answers[503] = client.http.get(f"{EVENT}/photos", headers=origin)
+    monkeypatch.setattr(clients, "table", lambda: Unavailable(RuntimeError("boom")))
+    answers[500] = client.http.get(f"{EVENT}/photos", headers=origin)
+    for status, response in answers.items():
+        assert response.status_code == status, response.body
+        assert _cors_headers(response) == expected, status
+
+
+def test_preflight_under_the_prod_config_answers_only_the_listed_origin(client, prod_cors):
+    allowed = client.http.options(
+        SELFIE, headers={"Origin": PROD_ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert allowed.status_code == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == PROD_ORIGIN
+    assert "POST" in allowed.headers["Access-Control-Allow-Methods"].split(",")
+    assert "Content-Type" in allowed.headers["Access-Control-Allow-Headers"]
+    assert allowed.headers["Vary"] == "Origin"
+    refused = client.http.options(
+        SELFIE, headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert _cors_headers(refused) == {}
 
 
 # --- shapes, errors and failures on every operation ------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from sandbox.runtime import Ports, Sandbox, offline_engines
 from sandbox.samples import ensure_samples
 from sandbox.stage import PROJECT_DIR
 from sandbox.uploads import photo_files, publish_event, upload, wait_for
+from tests.support.ci import skip_unless_ci
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -56,9 +56,7 @@ API = "/events/demo/city-10k"
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+        skip_unless_ci(f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from datetime import UTC, datetime
@@ -9,8 +10,10 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from PIL import Image
+from thumbhash import thumbhash_to_image
 
 from chalicelib.adapters.storage import Storage
+from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import Settings
 from chalicelib.domain.errors import EmptyImage, ImageTooLarge, InvalidKey, RawObjectMissing
 from chalicelib.domain.model import RawObject
@@ -79,6 +82,20 @@ def test_preprocess_writes_a_grid_rendition_next_to_the_processed_copy(resources
     assert (grid.format, grid.size) == ("WEBP", (512, 384))
     full = boto3.client("s3").get_object(Bucket=resources.bucket, Key=photo["processed_key"])["Body"].read()
     assert len(body) < len(full) / 3
+
+
+def test_the_photos_thumbhash_decodes_to_a_preview_of_its_shape_and_colour(
+    resources, storage, table, settings
+):
+    key = "acme/e1/raw/IMG_3.jpg"
+    upload(resources, key, jpeg_bytes((320, 160), colour=(200, 120, 40)))
+    photo = pipeline.preprocess(source(resources, key), storage=storage, table=table, settings=settings)
+
+    preview = thumbhash_to_image(base64.b64decode(photo["thumbhash"], validate=True)).convert("RGB")
+
+    assert 1.6 < preview.width / preview.height < 2.4  # ThumbHash keeps the ratio roughly
+    red, green, blue = preview.getpixel((preview.width // 2, preview.height // 2))
+    assert red > green > blue  # the photo's orange, not a grey placeholder
 
 
 def test_preprocess_gives_a_retry_the_same_photo_id(resources, storage, table, settings):
@@ -256,3 +273,37 @@ def test_record_failure_after_preprocess_uses_the_photo_id_and_a_later_success_c
     assert _records(table) == [("FAILED", photo["photo_id"])]
     pipeline.fanout(_fanout_event(resources, photo, []), table=table, rekognition=FakeRekognition())
     assert _records(table) == [("PROCESSED", photo["photo_id"])]
+
+
+@pytest.mark.parametrize(
+    ("before", "run_a", "run_b"),
+    [
+        ((), ("1234", "0567"), ("1234",)),  # A would list the photo under a bib B's record dropped
+        (("1234", "0567"), ("1234",), ("1234", "0567")),  # A would delete an entry B's record needs
+    ],
+)
+def test_two_runs_of_one_photo_racing_in_fanout_leave_one_consistent_photo(
+    resources, table, photo, before, run_a, run_b
+):
+    if before:
+        pipeline.fanout(_fanout_event(resources, photo, before), table=table, rekognition=FakeRekognition())
+    # Run A read the photo and wrote its record; before A writes its bib entries, run B (say a
+    # reprocess) saves the photo from start to end.
+    first, second = boto3.client("dynamodb"), boto3.client("dynamodb")
+
+    def b_runs_whole(**kwargs):
+        first.meta.events.unregister("before-call.dynamodb.BatchWriteItem", b_runs_whole)
+        event = _fanout_event(resources, photo, run_b, ["face-b"])
+        pipeline.fanout(event, table=PhotoTable(second, table.name), rekognition=FakeRekognition())
+
+    first.meta.events.register("before-call.dynamodb.BatchWriteItem", b_runs_whole)
+    event = _fanout_event(resources, photo, run_a, ["face-a"])
+    pipeline.fanout(event, table=PhotoTable(first, table.name), rekognition=FakeRekognition())
+
+    record = table.photo("acme", "e1", photo["photo_id"])
+    assert record["bibs"] == list(run_b)  # the run that saved last
+    listed = {bib for bib in ("1234", "0567") if table.bib_page("acme", "e1", bib, limit=5).items}
+    assert listed == set(record["bibs"]), "a bib search finds the photo exactly under the bibs it shows"
+    assert [p["photo_id"] for p in table.gallery_page("acme", "e1", limit=5).items] == [photo["photo_id"]]
+    event_record = table.event("acme", "e1")
+    assert event_record is None or event_record["photo_count"] == 1

@@ -14,7 +14,6 @@ from chalicelib.domain.errors import (
     ProvisionedThroughputExceededException,
     ThrottlingException,
 )
-from tests.support.fakes import FakeRekognition
 
 COLLECTION = keys.collection_id("snaprace-test", "acme", "e1")
 
@@ -160,14 +159,3 @@ def test_search_in_a_missing_collection_is_collection_not_found(stubbed):
     stub.add_client_error("search_faces_by_image", service_error_code="ResourceNotFoundException")
     with pytest.raises(CollectionNotFound):
         adapter.search_faces_by_image("acme", "e1", b"jpeg", threshold=85, max_faces=50)
-
-
-# --- the fake's own failure injection ----------------------------------------------------------
-
-
-def test_fake_raises_planned_errors_then_recovers():
-    fake = FakeRekognition(text=lambda bucket, key: [TextDetection("1234", 99.0)])
-    fake.fail("detect_text", ThrottlingException("slow down"), times=1)
-    with pytest.raises(ThrottlingException):
-        fake.detect_text("b", "k")
-    assert fake.detect_text("b", "k") == [TextDetection("1234", 99.0)]

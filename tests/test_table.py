@@ -175,7 +175,8 @@ def _stubbed(client, sleeps):
     return PhotoTable(client, "t", max_attempts=4, base_delay=0.1, max_delay=0.3, sleep=sleeps.append)
 
 
-def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
+def _save_with_unprocessed_rounds(rounds: int) -> list[float]:
+    """Save a photo whose bib entries come back unprocessed `rounds` times; return the waits."""
     client = boto3.client("dynamodb", region_name="us-east-1")
     sleeps: list[float] = []
     left = {"t": [{"PutRequest": {"Item": {"PK": {"S": "P"}, "SK": {"S": "S"}}}}]}
@@ -183,10 +184,17 @@ def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
         stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})
         stub.add_response("transact_write_items", {}, {"TransactItems": ANY})  # the photo and its count
         stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": ANY})
-        stub.add_response("batch_write_item", {"UnprocessedItems": left}, {"RequestItems": left})
-        stub.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": left})
+        for round_ in range(1, rounds + 1):  # each retry sends only what was left
+            unprocessed = left if round_ < rounds else {}
+            stub.add_response("batch_write_item", {"UnprocessedItems": unprocessed}, {"RequestItems": left})
+        stub.add_response("get_item", {}, {"TableName": "t", "Key": ANY, "ConsistentRead": True})  # read back
         _stubbed(client, sleeps).save_photo(make_photo("acme", "e1", 1), Analysis(bibs=("1234",)))
         stub.assert_no_pending_responses()
+    return sleeps
+
+
+def test_unprocessed_items_are_retried_with_capped_jittered_backoff():
+    sleeps = _save_with_unprocessed_rounds(2)
     assert len(sleeps) == 2
     assert 0 <= sleeps[0] <= 0.1 and 0 <= sleeps[1] <= 0.2
 
@@ -216,3 +224,61 @@ def test_throughput_errors_are_named():
             PhotoTable(client, "t").record_failure(
                 "acme", "e1", "01JTB2Y4X0ABCDEFGHJKMNPQRS", "acme/e1/raw/x.jpg", failure
             )
+
+
+def test_batch_write_backoff_is_jittered_so_retries_spread_out():
+    # Full jitter: each wait is drawn anew from 0 to its bound (0.1 s, then 0.2 s), so Lambdas that
+    # were throttled together do not come back together.
+    waits = [_save_with_unprocessed_rounds(2) for _ in range(30)]
+    first, second = [w[0] for w in waits], [w[1] for w in waits]
+    assert all(0 <= f <= 0.1 for f in first) and all(0 <= s <= 0.2 for s in second)
+    assert len(set(first)) > 20 and len(set(second)) > 20
+    assert min(first) < 0.05 < max(first) and min(second) < 0.1 < max(second)
+
+
+def _unprocessing_first_batch_get(client, left: int) -> None:
+    """Make the next BatchGetItem answer `left` of its keys as UnprocessedKeys, as a throttled
+    table does (moto never does)."""
+    calls = []
+
+    def split(parsed, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            return
+        (name, items), *_ = parsed["Responses"].items()
+        kept, moved = items[: len(items) - left], items[len(items) - left :]
+        parsed["Responses"][name] = kept
+        parsed["UnprocessedKeys"] = {name: {"Keys": [{"PK": i["PK"], "SK": i["SK"]} for i in moved]}}
+
+    client.meta.events.register("after-call.dynamodb.BatchGetItem", split)
+
+
+def test_unprocessed_keys_are_asked_for_again_until_every_photo_is_read(table):
+    photos = [make_photo("acme", "e1", n) for n in range(5)]
+    for photo in photos:
+        table.save_photo(photo, Analysis())
+    client, sleeps = boto3.client("dynamodb"), []
+    _unprocessing_first_batch_get(client, left=3)
+    retrying = PhotoTable(client, table.name, base_delay=0.1, max_delay=0.3, sleep=sleeps.append)
+
+    found = retrying.photos("acme", "e1", [p.photo_id for p in photos])
+
+    assert sorted(r["photo_id"] for r in found) == sorted(p.photo_id for p in photos)
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 0.1
+
+
+def test_unprocessed_keys_that_never_drain_are_an_unprocessed_items_error():
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    sleeps: list[float] = []
+    key = {"PK": {"S": "ORG#acme#EVT#e1"}, "SK": {"S": "PHOTO#x"}}
+    with Stubber(client) as stub:
+        for _ in range(4):
+            stub.add_response(
+                "batch_get_item",
+                {"Responses": {"t": []}, "UnprocessedKeys": {"t": {"Keys": [key]}}},
+                {"RequestItems": ANY},
+            )
+        with pytest.raises(UnprocessedItemsError, match="BatchGetItem left keys unprocessed"):
+            _stubbed(client, sleeps).photos("acme", "e1", ["x"])
+        stub.assert_no_pending_responses()
+    assert len(sleeps) == 3  # between the 4 attempts; none after the last

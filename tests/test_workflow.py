@@ -19,9 +19,12 @@ from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
 from tests.support.fakes import FakeRekognition
 from tests.support.workflow import (
+    StepFaults,
     drain_queue,
     items_by_type,
     jpeg_bytes,
+    step_name,
+    task_states,
     upload,
     wait_for_executions,
 )
@@ -214,3 +217,112 @@ def test_corrupt_upload_ends_as_a_failed_record(resources, rekognition, lambdas,
     assert table.failure("acme", "city-10k", failed["photo_id"])["error"] == "CorruptImage"
     assert "PHOTO" not in items
     assert "detect_text" not in lambdas.invocations
+
+
+# --- every Retry of statemachine.json, read from the definition itself ------------------------
+
+_TASKS = task_states(json.loads((PROJECT_DIR / "statemachine.json").read_text()))
+_LAMBDA_FAULTS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "States.Timeout",
+]
+_THROTTLES = ["ThrottlingException", "ProvisionedThroughputExceededException"]
+# Every retrier of every Task state: its errors, and how many retries it promises. Written out
+# here, not read from statemachine.json, so a changed MaxAttempts fails a test. Step Functions
+# counts a retrier's attempts across all of the names it lists, so each case names them in turn.
+_RETRIERS = {
+    "Preprocess": [(_THROTTLES, 6), (["Lambda.TooManyRequestsException"], 8), (_LAMBDA_FAULTS, 3)],
+    "DetectText": [
+        ([*_THROTTLES, "RekognitionUnavailable"], 10),
+        (["Lambda.TooManyRequestsException"], 8),
+        (_LAMBDA_FAULTS, 3),
+    ],
+    "IndexFaces": [
+        ([*_THROTTLES, "RekognitionUnavailable"], 10),
+        (["Lambda.TooManyRequestsException"], 8),
+        (_LAMBDA_FAULTS, 3),
+    ],
+    "Fanout": [
+        ([*_THROTTLES, "UnprocessedItemsError"], 6),
+        (["Lambda.TooManyRequestsException"], 8),
+        (_LAMBDA_FAULTS, 3),
+    ],
+    "RecordFailure": [
+        ([*_THROTTLES, *_LAMBDA_FAULTS[:3], "Lambda.TooManyRequestsException", "States.Timeout"], 8),
+    ],
+}
+_CASES = [
+    pytest.param(state, errors, attempts, id=f"{state}-{errors[0]}")
+    for state, retriers in _RETRIERS.items()
+    for errors, attempts in retriers
+]
+
+
+def test_every_retrier_of_the_state_machine_is_exercised_below():
+    in_definition = {state: [r["ErrorEquals"] for r in task["Retry"]] for state, task in _TASKS.items()}
+    assert in_definition == {
+        state: [errors for errors, _ in retriers] for state, retriers in _RETRIERS.items()
+    }
+
+
+@pytest.fixture
+def faults(lambdas, monkeypatch):
+    injected = StepFaults(lambdas)
+    monkeypatch.setattr(lambdas, "invoke", injected.invoke)
+    return injected
+
+
+def _run_to_the_end(resources, client, key: str) -> dict:
+    upload(resources, key, jpeg_bytes())
+    drain_queue(resources, client)
+    (execution,) = wait_for_executions(resources, 1)
+    return execution
+
+
+@pytest.mark.parametrize(("state", "errors", "attempts"), _CASES)
+def test_a_step_failing_max_attempts_times_is_called_once_more_and_succeeds(
+    resources, rekognition, faults, client, state, errors, attempts
+):
+    step = step_name(state)
+    if state == "RecordFailure":  # reached only when a photo fails: a corrupt one, never retried
+        faults.fail("preprocess", ["CorruptImage"], 1)
+    faults.fail(step, errors, attempts)
+
+    execution = _run_to_the_end(resources, client, f"acme/city-10k/raw/{state}.jpg")
+
+    assert faults.calls.count(step) == attempts + 1
+    items = items_by_type(resources)
+    if state == "RecordFailure":
+        assert execution["status"] == "FAILED" and items["FAILED"][0]["error"] == "CorruptImage"
+    else:
+        assert execution["status"] == "SUCCEEDED", items.get("FAILED")
+        (photo,) = items["PHOTO"]
+        assert photo["bibs"] == ["1234", "0567"] and photo["face_count"] == 1
+        assert "bibs_error" not in photo and "faces_error" not in photo
+
+
+@pytest.mark.parametrize(("state", "errors", "attempts"), _CASES)
+def test_a_step_that_keeps_failing_is_called_max_attempts_plus_one_times_then_caught(
+    resources, rekognition, faults, client, state, errors, attempts
+):
+    step, error = step_name(state), errors[-1]  # the name the recovery case may not reach
+    if state == "RecordFailure":
+        faults.fail("preprocess", ["CorruptImage"], 1)
+    faults.fail(step, [error], attempts + 5)
+
+    execution = _run_to_the_end(resources, client, f"acme/city-10k/raw/{state}.jpg")
+
+    assert faults.calls.count(step) == attempts + 1
+    items = items_by_type(resources)
+    if state in ("DetectText", "IndexFaces") and "Throttl" not in error and "Provisioned" not in error:
+        # Anything but throttling falls back to no bibs (or no faces), with the reason.
+        assert execution["status"] == "SUCCEEDED"
+        (photo,) = items["PHOTO"]
+        assert photo["bibs_error" if state == "DetectText" else "faces_error"] == error
+    else:
+        assert execution["status"] == "FAILED" and "PHOTO" not in items
+        if state != "RecordFailure":
+            (failed,) = items["FAILED"]
+            assert failed["error"] == error

@@ -177,7 +177,35 @@ class PhotoTable:
             for bib in sorted(stale)
         ]
         deletes += [{"PK": event, "SK": _failed_sk(photo_id)} for photo_id in sorted(set(clear_failures))]
-        return 1 + self._write_batch(_bib_items(item), deletes)
+        requests = 1 + self._write_batch(_bib_items(item), deletes)
+        return requests + self._reconcile_bibs(key, item, stale)
+
+    def _reconcile_bibs(self, key: Key, item: dict[str, Any], stale: set[str]) -> int:
+        """Make the photo's bib entries match its record as it is now; return the requests made.
+
+        Two runs of one photo (a reprocess while the first still runs) can interleave: run B
+        saves its record and bib entries between run A's record and A's bib entries, so A
+        would list the photo under bibs its record no longer shows (or delete entries B's record
+        needs). Each run therefore reads the record back after writing its entries and, if
+        another run's record is there now, rewrites the entries from that record.
+        """
+        current = self._get(key)
+        if current is None:
+            return 0
+        current = {**current, "SK": item["SK"]}
+        entries = _bib_items(current)
+        if entries == _bib_items(item):
+            return 0
+        shown = set(current.get("bibs") or ())
+        gone = (set(item["bibs"]) | stale) - shown
+        deletes = [
+            {"PK": _bib_pk(item["org_id"], item["event_id"], bib), "SK": item["SK"]} for bib in sorted(gone)
+        ]
+        log.info(
+            "photo=%s changed under this save: bib entries rewritten from the current record",
+            item["photo_id"],
+        )
+        return self._write_batch(entries, deletes)
 
     def delete_photo(self, org_id: str, event_id: str, photo_id: str) -> dict[str, Any] | None:
         """Delete a photo's record, bib entries, failure record and content claim; return the record.
@@ -702,7 +730,8 @@ class PhotoTable:
                 pending = response.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                self._backoff(attempt)
+                if attempt + 1 < self._max_attempts:  # no wait before giving up
+                    self._backoff(attempt)
             else:
                 raise UnprocessedItemsError("BatchGetItem left keys unprocessed after every attempt")
         return found

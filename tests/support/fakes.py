@@ -19,6 +19,7 @@ from chalicelib.domain.model import FaceBox, FaceMatch, FaceSearch
 TextScript = Callable[[str, str], list[TextDetection]]  # (bucket, key) -> detections
 FaceScript = Callable[[str, str], list[str]]  # (bucket, key) -> person labels, largest first
 PeopleScript = Callable[[bytes], list[str]]  # image bytes -> person labels, largest first
+SimilarityScript = Callable[[str], float]  # face id -> how similar the service finds it (99 unless told)
 
 
 class FakeRekognition:
@@ -27,8 +28,10 @@ class FakeRekognition:
         text: TextScript | None = None,
         faces: FaceScript | None = None,
         people: PeopleScript | None = None,
+        similarity: SimilarityScript | None = None,
     ) -> None:
         self._text = text or (lambda bucket, key: [])
+        self._similarity = similarity or (lambda face_id: 99.0)
         self._faces = faces or (lambda bucket, key: [])
         self._people = people or (lambda image: [])
         # (org, event) -> face id -> (person, image)
@@ -111,7 +114,8 @@ class FakeRekognition:
     def search_faces_by_image(
         self, org_id: str, event_id: str, image: bytes, *, threshold: float, max_faces: int
     ) -> FaceSearch:
-        """Matches the indexed faces of the image's largest person; like the service, 99 similarity."""
+        """Matches the indexed faces of the image's largest person at their scripted similarity
+        (99 unless told), at or above the threshold, in no particular order."""
         self._maybe_raise("search_faces_by_image")
         people = self._people(image)
         with self._lock:
@@ -119,11 +123,12 @@ class FakeRekognition:
                 raise CollectionNotFound(f"{org_id}/{event_id}")
             if not people:
                 raise NoFaceInImage("no face found in the image")
-            matches = [
-                FaceMatch(face_id=face_id, external_image_id=external, similarity=99.0)
+            scored = [
+                FaceMatch(face_id=face_id, external_image_id=external, similarity=self._similarity(face_id))
                 for face_id, (label, external) in self.collections[(org_id, event_id)].items()
-                if label == people[0] and threshold <= 99.0
+                if label == people[0]
             ]
+        matches = [match for match in scored if match.similarity >= threshold]
         return FaceSearch(searched=FaceBox(0.1, 0.1, 0.5, 0.5, 99.0), matches=tuple(matches[:max_faces]))
 
 

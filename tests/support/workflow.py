@@ -119,3 +119,51 @@ def items_by_type(res: StageResources) -> dict[str, list[dict[str, Any]]]:
             kind = "FAILED" if item.get("status") == "FAILED" else item.get("type", "COUNTER")
             grouped.setdefault(kind, []).append(item)
     return grouped
+
+
+def task_states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return every Task state of an ASL definition by name, including those inside Parallel branches."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, state in definition["States"].items():
+        if state["Type"] == "Task":
+            found[name] = state
+        for branch in state.get("Branches", []):
+            found.update(task_states(branch))
+    return found
+
+
+def step_name(state: str) -> str:
+    """Return the app function a Task state runs: `DetectText` runs `detect_text`."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in state).lstrip("_")
+
+
+class StepFaults:
+    """Makes a step's next invocations fail the way Step Functions would see them, and counts calls.
+
+    A function error carries its exception's class name (errorType), which becomes the error name.
+    Lambda's own refusals (`Lambda.TooManyRequestsException`...) are named by Step Functions from
+    the failed Invoke call; moto names every failed call "Exception", so they are reported here as
+    the function error Step Functions would name. `States.Timeout` is a TimeoutError, which is
+    what moto's interpreter turns into it.
+    """
+
+    def __init__(self, lambdas: Any) -> None:
+        self._lambdas = lambdas
+        self._invoke = lambdas.invoke
+        self._planned: dict[str, list[str]] = {}
+        self.calls: list[str] = []
+
+    def fail(self, step: str, errors: list[str], times: int) -> None:
+        """Make the next `times` invocations of `step` fail, naming `errors` in turn."""
+        self._planned[step] = [errors[n % len(errors)] for n in range(times)]
+
+    def invoke(self, function_name: str, payload: Any) -> tuple[Any, bool]:
+        step = function_name.rsplit("-", 1)[-1]  # the app's function names have no hyphen
+        self.calls.append(step)
+        planned = self._planned.get(step)
+        if not planned:
+            return self._invoke(function_name, payload)
+        error = planned.pop(0)
+        if error == "States.Timeout":
+            raise TimeoutError(f"{function_name} ran past its TimeoutSeconds")
+        return {"errorType": error, "errorMessage": f"{error} (injected)", "stackTrace": []}, True
