@@ -499,6 +499,23 @@ def test_a_409_from_the_selfie_search_hides_the_selfie_option(page, demo, sample
     assert page.locator("#alert").inner_text() == body["error"]["message"]
 
 
+def test_remove_me_sends_the_face_with_consent_and_says_what_changed(page, demo, samples):
+    sent: list[tuple[str, str]] = []
+
+    def opt_out(route) -> None:
+        sent.append((route.request.url, route.request.headers.get("content-type", "")))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps({"opted_out": True}))
+
+    page.route(re.compile(r".*/face-opt-out.*"), opt_out)
+    page.goto(demo.api_url + EVENT)
+    page.get_by_text("Remove me from face search").click()
+    page.get_by_test_id("opt-out-input").set_input_files(str(samples.selfie))
+    page.wait_for_selector("#optout-status:has-text('Done: selfie searches')")
+    ((url, content_type),) = sent
+    assert url.endswith(EVENT.replace("/e/", "/events/") + "/face-opt-out?consent=true")
+    assert content_type == "image/jpeg"  # downscaled in the page, like a selfie
+
+
 # --- the photo view ------------------------------------------------------------------------------
 
 

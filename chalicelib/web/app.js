@@ -405,7 +405,7 @@
           none.hidden = false;
           none.appendChild(el("p", null, "No photos matched your selfie. Try another one, or search by bib."));
         }
-        say(count(found.length) + " matching your selfie" + (result.note ? " (" + result.note + ")" : ""));
+        say(count(found.length) + " matching your selfie");
       }
       watch();
       $("results").focus();
@@ -417,6 +417,24 @@
       else warn(err.message);
     });
   }
+
+  // "Remove me": the face of one photo is opted out of this event's face search.
+  var optInput = $("optout-input"), optStatus = $("optout-status");
+  optInput.addEventListener("change", function () {
+    var file = optInput.files && optInput.files[0];
+    optInput.value = "";
+    if (!file) return;
+    optStatus.textContent = "Removing your face from this event's face search…";
+    shrink(file).then(function (body) {
+      var type = SENDABLE.indexOf(body.type) >= 0 ? body.type : "application/octet-stream";
+      // Choosing the photo under the text above is the consent the route asks for.
+      return call("/face-opt-out?consent=true", { method: "POST", headers: { "Content-Type": type }, body: body });
+    }).then(function () {
+      optStatus.textContent = "Done: selfie searches of this event no longer show your photos. They stay findable by bib number.";
+    }, function (err) {
+      optStatus.textContent = err.status === 422 ? "No face found, try another photo." : err.message;
+    });
+  });
 
   // --- the photo view ------------------------------------------------------------------------
 
