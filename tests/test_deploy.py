@@ -621,3 +621,45 @@ def test_chalice_deploy_prod_against_moto_wires_functions_roles_queue_and_state_
     definition = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=prod.state_machine_arn)
     tasks = set(re.findall(r'"Resource":\s*"([^"]+)"', definition["definition"]))
     assert tasks == {functions[names[n]]["FunctionArn"] for n in FUNCTION_PLACEHOLDERS.values()}
+
+
+def test_api_settings_puts_the_gateway_responses_and_throttles_chalice_deploy_cannot(aws, tmp_path):
+    import boto3
+
+    from infra import gateway
+    from scripts import api_settings
+
+    client = boto3.client("apigateway", region_name="us-east-1")
+    api_id = client.create_rest_api(name="snaprace")["id"]
+    root = client.get_resources(restApiId=api_id)["items"][0]["id"]
+    client.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    client.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    client.create_deployment(restApiId=api_id, stageName="api")  # as chalice deploy leaves it
+    deployed = tmp_path / ".chalice" / "deployed"
+    deployed.mkdir(parents=True)
+    (deployed / "prod.json").write_text(
+        json.dumps({"resources": [{"name": "rest_api", "resource_type": "rest_api", "rest_api_id": api_id}]})
+    )
+    assert api_settings.rest_api_id("prod", tmp_path) == api_id
+    with pytest.raises(api_settings.NotDeployed):
+        api_settings.rest_api_id("dev", tmp_path)
+
+    for _ in range(2):  # a second run changes nothing
+        done = api_settings.apply(client, api_id, "api", ["https://runners.example"])
+    assert done == {"gateway_responses": len(gateway.GATEWAY_RESPONSES), "throttled_methods": 2}
+
+    responses = {r["responseType"]: r for r in client.get_gateway_responses(restApiId=api_id)["items"]}
+    too_large, throttled = responses["REQUEST_TOO_LARGE"], responses["THROTTLED"]
+    assert too_large["statusCode"] == "413" and throttled["statusCode"] == "429"
+    for response in (too_large, throttled):
+        headers = response["responseParameters"]
+        assert headers["gatewayresponse.header.Access-Control-Allow-Origin"] == "'https://runners.example'"
+        assert json.loads(response["responseTemplates"]["application/json"])["error"]["code"]
+    assert throttled["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+
+    settings = client.get_stage(restApiId=api_id, stageName="api")["methodSettings"]
+    selfie = settings["~1events~1{org_id}~1{event_id}~1selfie-search/POST"]
+    opt_out = settings["~1events~1{org_id}~1{event_id}~1face-opt-out/POST"]
+    assert (selfie["throttlingRateLimit"], selfie["throttlingBurstLimit"]) == (4.0, 8)
+    assert (opt_out["throttlingRateLimit"], opt_out["throttlingBurstLimit"]) == (1.0, 2)
+    assert len(client.get_deployments(restApiId=api_id)["items"]) == 3  # redeployed each run
