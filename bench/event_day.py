@@ -17,7 +17,8 @@ breaks (or changes its answer) when they drift:
 - The app's own code for pacing: each SQS message goes through chalicelib.services.ingest.
   ingest_message, so run pacing is pacing.admit (a slot reserved, the execution started at once
   with its `not_before`, which the ASL's WaitForTurn state waits for), and each Rekognition step
-  calls pacing.take_turn (MAX_TURN_WAIT). Their slots come from the real PhotoTable.reserve_slot over an in-memory
+  calls pacing.take_turn (MAX_TURN_WAIT), giving way (pacing.give_way) when its turn or its call
+  is refused. Their slots come from the real PhotoTable.reserve_slot over an in-memory
   DynamoDB that answers its UpdateItem shapes exactly (Decimal arithmetic, conditions), so the
   rounding of slots and the refusal of a turn too far away are the app's.
 
@@ -503,7 +504,8 @@ class EventDay:
             )
         except ThrottlingException:
             self.refused_turns[operation] += 1
-            yield assumed.dynamodb
+            self._give_way(settings)  # pacing.turn gives way on a refused turn
+            yield assumed.dynamodb * 2
             return TaskResult(ThrottlingException.__name__)  # Lambda reports the class name
         waited = self.sim.now
         paced = settings.rekognition_tps * settings.rekognition_call_share > 0
@@ -525,10 +527,14 @@ class EventDay:
             until_call = assumed.refused + self._lognormal(assumed.network) * 2
             if attempt + 1 < attempts:
                 until_call += self.rng.random() * min(2.0**attempt, 20.0)  # botocore standard, throttling
-        yield assumed.refused + self._lognormal(assumed.network)
+        self._give_way(settings)  # and on a call Rekognition refused
+        yield assumed.refused + self._lognormal(assumed.network) + assumed.dynamodb
         function.waiting_seconds += self.sim.now - waited
         # The adapter raises the domain error of Rekognition's code; Lambda reports its class name.
         return TaskResult("ProvisionedThroughputExceededException")
+
+    def _give_way(self, settings: Settings) -> None:
+        pacing.give_way(table=self.table, settings=settings, now=EPOCH + self.sim.now)
 
     # --- Lambda containers ----------------------------------------------------------------------------
 

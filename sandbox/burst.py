@@ -16,8 +16,8 @@ timeout passes) it reports one line:
   pipeline's operations only (DetectText, IndexFaces, CreateCollection); calls are every request
   that reached the service, answered or throttled;
 - photos_per_s: photos accounted for / seconds from the first upload until the last was accounted
-  for (the table is polled every second: a
-  Query of the whole event, whose cost in moto grows with N);
+  for (the event's photo count is read every second, the whole event listed every 15 s and as
+  soon as the count reaches N less the failures seen: a listing's cost in moto grows with N);
 - quota_bound_photos_per_s: the most the quota allows, the smallest TPS of the operations every
   photo needs once (DetectText, IndexFaces); `unlimited` without a quota, and efficiency (the
   ratio of the two) is then `n/a`;
@@ -52,6 +52,7 @@ PER_PHOTO_OPERATIONS = ("DetectText", "IndexFaces")  # each photo needs one call
 COUNTED_OPERATIONS = (*PER_PHOTO_OPERATIONS, "CreateCollection")
 UPLOAD_THREADS = 16
 POLL_INTERVAL = 1.0
+LIST_EVERY = 15.0  # seconds between full listings of the event (the count is read every poll)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def run_burst(
             out=out,
             started=started,
             poll_interval=POLL_INTERVAL,
+            list_every=LIST_EVERY,
         )
         counts = service.call_counts()
     processed = outcome.processed.values()

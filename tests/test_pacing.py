@@ -13,7 +13,7 @@ import pytest
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.domain.errors import SlotTooFar, ThrottlingException
+from chalicelib.domain.errors import ProvisionedThroughputExceededException, SlotTooFar, ThrottlingException
 from chalicelib.services import pacing
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
@@ -189,3 +189,59 @@ def test_without_a_quota_calls_never_wait(table):
     assert (
         pacing.take_turn("DetectText", table=table, settings=paced(0), clock=clock, sleep=clock.sleep) == 0.0
     )
+
+
+def _next_run_slot(table, settings, now):
+    workflow = Recording()
+    pacing.admit(pacing.Run(f"probe-{now}", {}), table=table, workflow=workflow, settings=settings, now=now)
+    return workflow.started[0][1]["not_before"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [ThrottlingException("Rate exceeded"), ProvisionedThroughputExceededException("over the quota")],
+)
+def test_a_call_rekognition_refuses_gives_way_to_its_retry(table, refusal):
+    clock, settings = Clock(100.0), paced(1)  # runs 1 s apart
+    table.reserve_slot(100.0, 1.0)  # a run took 100
+    with (
+        pytest.raises(type(refusal)),
+        pacing.turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep),
+    ):
+        raise refusal
+    # The refusal took slot 101 for no run: the next run starts at 102, leaving a turn for the retry.
+    assert _next_run_slot(table, settings, 100.0) == "1970-01-01T00:01:42Z"
+
+
+def test_a_refused_turn_gives_way_too(table):
+    clock, settings = Clock(100.0), paced(1)
+    for _ in range(int(pacing.MAX_TURN_WAIT) + 1):
+        table.reserve_slot(100.0, 1.0, pace="DetectText")
+    with (
+        pytest.raises(ThrottlingException),
+        pacing.turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep),
+    ):
+        pytest.fail("the call was made although its turn was refused")
+    assert _next_run_slot(table, settings, 100.0) == "1970-01-01T00:01:41Z"  # 100 went to the refusal
+
+
+def test_an_answered_or_failed_call_does_not_give_way(table):
+    clock, settings = Clock(100.0), paced(1)
+    with pacing.turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep) as waited:
+        assert waited == 0.0
+    with (
+        pytest.raises(ValueError),
+        pacing.turn("IndexFaces", table=table, settings=settings, clock=clock, sleep=clock.sleep),
+    ):
+        raise ValueError("not throttling: the step's own failure")
+    assert _next_run_slot(table, settings, 100.0) == "1970-01-01T00:01:40Z"
+
+
+def test_without_a_quota_nothing_gives_way(table):
+    clock = Clock(100.0)
+    with (
+        pytest.raises(ThrottlingException),
+        pacing.turn("DetectText", table=table, settings=paced(0), clock=clock, sleep=clock.sleep),
+    ):
+        raise ThrottlingException("Rate exceeded")
+    assert table.reserve_slot(100.0, 1.0) == 100.0  # the run pace was never touched

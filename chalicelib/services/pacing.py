@@ -17,6 +17,13 @@ above the runs' share so turns do not queue up) and sleeps the fraction of a sec
 pacing, or Rekognition refused calls for a while) is refused as throttling without being taken,
 so refusals never push the pace further out: Step Functions retries it later rather than the
 Lambda idling.
+
+A refused call (Rekognition throttled it after all, or its turn was too far away) will be made
+again, so it needs a turn the runs' pace did not plan for. If new runs kept their pace, retried
+calls would compete with them for every turn, and a photo unlucky a few times in a row would
+exhaust its retries while fresh photos went ahead. So each refusal also gives way: it takes one
+start slot that no run uses (`give_way`), and the runs behind it start one slot later. The calls'
+demand then stays within their pace however many refusals there are, and retries are served.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +40,7 @@ from typing import Any
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.config import Settings
-from chalicelib.domain.errors import SlotTooFar, ThrottlingException
+from chalicelib.domain.errors import ProvisionedThroughputExceededException, SlotTooFar, ThrottlingException
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,32 @@ def slot_timestamp(slot: float) -> str:
     """The slot as a Wait state's timestamp: RFC 3339 UTC to the second (Step Functions ignores any
     fraction), rounded down so the run is ready when its calls' turns come."""
     return datetime.fromtimestamp(math.floor(slot), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def give_way(*, table: PhotoTable, settings: Settings, now: float) -> None:
+    """Take one start slot for no run, so that a refused call's retry has a turn to take."""
+    rate = settings.rekognition_tps * settings.rekognition_pace_share
+    if rate > 0:
+        table.reserve_slot(now, 1.0 / rate)
+
+
+@contextmanager
+def turn(
+    operation: str,
+    *,
+    table: PhotoTable,
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[float]:
+    """Take this call's turn (`take_turn`) for the body, which makes the call; when the turn is
+    refused or Rekognition throttles the call, give way (`give_way`) and let the error go on."""
+    try:
+        waited = take_turn(operation, table=table, settings=settings, clock=clock, sleep=sleep)
+        yield waited
+    except (ThrottlingException, ProvisionedThroughputExceededException):
+        give_way(table=table, settings=settings, now=clock())
+        raise
 
 
 def take_turn(

@@ -128,8 +128,8 @@ def detect_text(
     """Read bib numbers from the processed photo under the event's rules; return {"bibs": [...], "error": None}."""
     photo = Photo.from_dict(event["photo"])
     rules = events.bib_rules_for(table.event(photo.org_id, photo.event_id), settings.bib_rules)
-    pacing.take_turn("DetectText", table=table, settings=settings)
-    detections = rekognition.detect_text(photo.bucket, photo.processed_key)
+    with pacing.turn("DetectText", table=table, settings=settings):
+        detections = rekognition.detect_text(photo.bucket, photo.processed_key)
     bibs = bibs_from_detections(detections, rules)
     log.info("detected photo=%s detections=%d bibs=%d", photo.photo_id, len(detections), len(bibs))
     return {"bibs": bibs, "error": None}
@@ -148,16 +148,16 @@ def index_faces(
     if not events.faces_enabled(record) or (record or {}).get("faces_deleted_at"):
         log.info("skipped faces photo=%s: the event indexes no faces", photo.photo_id)
         return {"face_ids": [], "face_count": 0, "error": None}
-    pacing.take_turn("IndexFaces", table=table, settings=settings)
-    face_ids = rekognition.index_faces(
-        photo.org_id,
-        photo.event_id,
-        photo.bucket,
-        photo.processed_key,
-        external_image_id=photo.photo_id,
-        max_faces=settings.index_max_faces,
-        quality_filter=settings.index_quality_filter,
-    )
+    with pacing.turn("IndexFaces", table=table, settings=settings):
+        face_ids = rekognition.index_faces(
+            photo.org_id,
+            photo.event_id,
+            photo.bucket,
+            photo.processed_key,
+            external_image_id=photo.photo_id,
+            max_faces=settings.index_max_faces,
+            quality_filter=settings.index_quality_filter,
+        )
     # Noted at once: if this run is retried or superseded, Fanout deletes the faces it left.
     table.note_faces(photo.org_id, photo.event_id, photo.photo_id, face_ids)
     log.info("indexed photo=%s faces=%d", photo.photo_id, len(face_ids))
