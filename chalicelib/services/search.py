@@ -29,7 +29,7 @@ from chalicelib.domain.errors import (
     SelfieTooLarge,
 )
 from chalicelib.domain.model import failed_view, photo_view
-from chalicelib.services import events, listing
+from chalicelib.services import events, listing, runners
 from chalicelib.services.events import EventGate
 
 log = logging.getLogger(__name__)
@@ -80,21 +80,36 @@ def bib_photos(
     gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
+    rekognition: Rekognition,
 ) -> dict[str, Any]:
-    """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
-    gate.require_published(org_id, event_id)
-    normalised = normalise_bib(bib, settings.bib_rules)
+    """Return one page of the photos showing a bib (normalised under the event's rules).
+
+    Photos where the bib was read come first (`"match": "bib"`, one Query a page); the last page
+    adds the photos where the runner's linked face appears without a readable bib
+    (`"match": "face"`, see services.runners). A search that finds nothing suggests close bibs.
+    """
+    record = gate.require_published(org_id, event_id)
+    rules = events.bib_rules_for(record, settings.bib_rules)
+    normalised = normalise_bib(bib, rules)
     if normalised is None:
-        raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
+        raise InvalidBib(f"{bib!r} is not a bib number of this event (like 1234 or A1234)")
     page = listing.page(
-        lambda item: photo_view(item, url_for(item)),
+        lambda item: {**photo_view(item, url_for(item)), "match": "bib"},
         settings,
         ("bib", org_id, event_id, normalised),
         limit=limit,
         cursor=cursor,
         fetch=lambda size, after: table.bib_page(org_id, event_id, normalised, limit=size, after=after),
     )
-    return {"bib": normalised, **page}
+    if page["next_cursor"] is None and events.faces_available(record):
+        matches = runners.face_matches(
+            org_id, event_id, normalised, rekognition=rekognition, table=table, settings=settings
+        )
+        page["photos"] += [{**photo_view(item, url_for(item)), "match": "face"} for item, _ in matches]
+    result = {"bib": normalised, **page}
+    if cursor is None and not page["photos"]:
+        result["suggestions"] = runners.bib_suggestions(org_id, event_id, normalised, table=table)
+    return result
 
 
 def photographer_photos(
