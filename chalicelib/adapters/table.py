@@ -300,13 +300,12 @@ class PhotoTable:
         """Return a page of one photographer's photos in an event, newest capture first."""
         return self._query(_photographer_pk(org_id, event_id, handle), limit=limit, after=after, index=_GSI1)
 
-    def bib_faces(self, org_id: str, event_id: str, bib: str) -> list[tuple[str, str]]:
-        """Return (photo_id, face_id) for each photo of a bib where a face is linked to it, newest first."""
-        found: list[tuple[str, str]] = []
+    def bib_faces(self, org_id: str, event_id: str, bib: str) -> list[tuple[str, str | None]]:
+        """Return (photo_id, linked face_id or None) for every photo of a bib, newest first."""
+        found: list[tuple[str, str | None]] = []
         request: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": "PK = :pk",
-            "FilterExpression": "attribute_exists(face_id)",
             "ProjectionExpression": "photo_id, face_id",
             "ExpressionAttributeValues": {":pk": {"S": _bib_pk(org_id, event_id, bib)}},
             "ScanIndexForward": False,
@@ -314,7 +313,9 @@ class PhotoTable:
         while True:
             with _errors():
                 response = self._ddb.query(**request)
-            found += [(item["photo_id"], item["face_id"]) for item in map(_decode, response.get("Items", []))]
+            found += [
+                (item["photo_id"], item.get("face_id")) for item in map(_decode, response.get("Items", []))
+            ]
             if "LastEvaluatedKey" not in response:
                 return found
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

@@ -31,6 +31,7 @@ def face_matches(
     event_id: str,
     bib: str,
     *,
+    entries: list[tuple[str, str | None]] | None = None,
     rekognition: Rekognition,
     table: PhotoTable,
     settings: Settings,
@@ -42,8 +43,11 @@ def face_matches(
     the bib's linked photos that are not the linked face (one runner appears once in a photo).
     Runners who run together appear together, so a lookalike neighbour sets the bar and their
     photos never swap bibs. A face linked to another bib is that runner's, never this one's.
+    `entries` are the bib's (photo_id, linked face id or None) when the caller has them all;
+    otherwise they are read (one Query).
     """
-    entries = table.bib_faces(org_id, event_id, bib)
+    if entries is None:
+        entries = table.bib_faces(org_id, event_id, bib)
     shown = {photo_id for photo_id, _ in entries}
     runner_face = {photo_id: face_id for photo_id, face_id in entries if face_id}
     linked = list(runner_face.values())[: settings.link_search_faces]

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
-from chalicelib.adapters.table import PhotoTable
+from chalicelib.adapters.table import Page, PhotoTable
 from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import normalise_bib
@@ -93,17 +93,32 @@ def bib_photos(
     normalised = normalise_bib(bib, rules)
     if normalised is None:
         raise InvalidBib(f"{bib!r} is not a bib number of this event (like 1234 or A1234)")
+    fetched: list[dict[str, Any]] = []
+
+    def fetch(size: int, after: dict[str, Any] | None) -> Page:
+        found = table.bib_page(org_id, event_id, normalised, limit=size, after=after)
+        fetched.extend(found.items)
+        return found
+
     page = listing.page(
         lambda item: {**photo_view(item, url_for(item)), "match": "bib"},
         settings,
         ("bib", org_id, event_id, normalised),
         limit=limit,
         cursor=cursor,
-        fetch=lambda size, after: table.bib_page(org_id, event_id, normalised, limit=size, after=after),
+        fetch=fetch,
     )
     if page["next_cursor"] is None and events.faces_available(record):
+        # A one-page search already holds every bib entry (and its linked face): no second read.
+        entries = [(item["photo_id"], item.get("face_id")) for item in fetched] if cursor is None else None
         matches = runners.face_matches(
-            org_id, event_id, normalised, rekognition=rekognition, table=table, settings=settings
+            org_id,
+            event_id,
+            normalised,
+            entries=entries,
+            rekognition=rekognition,
+            table=table,
+            settings=settings,
         )
         page["photos"] += [{**photo_view(item, url_for(item)), "match": "face"} for item, _ in matches]
     result = {"bib": normalised, **page}
