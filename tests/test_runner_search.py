@@ -234,6 +234,16 @@ def test_a_malformed_start_list_is_400(client, table, body, code):
     assert status == 400 and error_code(answer) == code
 
 
+def test_a_start_list_sent_as_json_is_415(client, table):
+    publish(table, "acme", "e1")
+    response = client.http.put(
+        "/orgs/acme/events/e1/start-list",
+        headers={**bearer(table, "acme"), "Content-Type": "application/json"},
+        body=b'{"bib": "1"}',
+    )
+    assert response.status_code == 415 and error_code(json.loads(response.body)) == "UnsupportedMediaType"
+
+
 def test_start_list_needs_the_events_organiser_and_the_event(client, table):
     publish(table, "acme", "e1")
     assert put_start_list(client, table, START_LIST.encode(), headers={})[0] == 401
