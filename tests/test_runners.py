@@ -43,6 +43,11 @@ def test_a_near_miss_is_corrected_only_when_one_listed_bib_is_that_close():
     assert ambiguous.bibs == () and ambiguous.unlisted == ("1026",) and ambiguous.corrections == ()
 
 
+def test_a_one_or_two_character_fragment_is_never_corrected():
+    checked = check_reads(["13", "7"], {"163", "17"})
+    assert checked.bibs == () and checked.corrections == () and checked.unlisted == ("13", "7")
+
+
 def test_unlisted_reads_are_dropped_from_the_bibs_and_kept_aside():
     checked = check_reads(["999", "311", "311"], {"311"})
     assert checked.bibs == ("311",) and checked.unlisted == ("999",)

@@ -4,7 +4,7 @@ A start list is CSV `bib,name[,category]`, one runner a line (a header line nami
 skipped). Against it, a bib read is kept when listed, corrected when exactly one listed bib is one
 edit away (a digit misread, or one missing or extra: `1026` for `10264`, `0159` for `10159`), and
 otherwise set aside as unlisted. Ambiguity is never guessed: two listed bibs within one edit of a
-read leave the read unlisted.
+read leave the read unlisted, and so does a read of fewer than 3 characters.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from chalicelib.domain.errors import InvalidStartList
 MAX_RUNNERS = 5000  # one DynamoDB item (400 KB) holds a start list this long with room to spare
 MAX_NAME = 100
 SUGGESTIONS = 3
+# A read shorter than this is never corrected: one edit of a 1-2 character fragment ("13") reaches
+# too many bibs ("163", "113", "138") for a unique match to mean much.
+MIN_CORRECTABLE = 3
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def check_reads(reads: Iterable[str], listed: Mapping[str, object] | set[str]) -
         if read in listed:
             bibs.setdefault(read, None)
             continue
-        near = [bib for bib in listed if one_edit(read, bib)]
+        near = [bib for bib in listed if one_edit(read, bib)] if len(read) >= MIN_CORRECTABLE else []
         if len(near) == 1:
             bibs.setdefault(near[0], None)
             corrections.append({"read": read, "bib": near[0]})
