@@ -39,7 +39,7 @@ from chalicelib.domain.errors import (
     UploadNotFound,
 )
 from chalicelib.domain.model import iso_utc
-from chalicelib.services import auth, events, ingest, organiser, pipeline, search, uploads, web
+from chalicelib.services import auth, events, ingest, organiser, pipeline, runners, search, uploads, web
 
 _settings = AppSettings.from_env()
 
@@ -207,7 +207,17 @@ def get_photo(org_id: str, event_id: str, photo_id: str) -> dict[str, Any]:
 @app.route("/events/{org_id}/{event_id}/bibs/{bib}/photos", methods=["GET"])
 @api
 def list_bib_photos(org_id: str, event_id: str, bib: str) -> dict[str, Any]:
-    return search.bib_photos(org_id, event_id, bib, **_paging(), **_reads())
+    return search.bib_photos(
+        org_id, event_id, bib, **_paging(), **_reads(), rekognition=clients.rekognition()
+    )
+
+
+@app.route("/events/{org_id}/{event_id}/runners", methods=["GET"])
+@api
+def list_runners(org_id: str, event_id: str) -> dict[str, Any]:
+    params = _request().query_params
+    name = params.get("name") if params is not None else None
+    return runners.runners_named(org_id, event_id, name, table=clients.table(), gate=clients.event_gate())
 
 
 @app.route("/events/{org_id}/{event_id}/photographers/{handle}/photos", methods=["GET"])
@@ -350,6 +360,20 @@ def delete_event(org_id: str, event_id: str) -> Response:
     )
     clients.event_gate().forget(org_id, event_id)
     return Response(body=status, status_code=202)
+
+
+@app.route(
+    "/orgs/{org_id}/events/{event_id}/start-list",
+    methods=["PUT"],
+    authorizer=organiser_token,
+    content_types=["text/csv", "text/plain"],
+)
+@api
+@organisers_only
+def put_start_list(org_id: str, event_id: str) -> dict[str, Any]:
+    return runners.put_start_list(
+        org_id, event_id, _body(), table=clients.table(), settings=clients.settings()
+    )
 
 
 @app.route("/orgs/{org_id}/events/{event_id}/uploads", methods=["POST"], authorizer=organiser_token)

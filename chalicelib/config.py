@@ -54,6 +54,12 @@ class Settings:
     selfie_max_side: int = 1920
     search_threshold: float = 85.0
     search_max_faces: int = 50
+    # Bib search's face matches: SearchFaces on up to `link_search_faces` faces linked to the bib
+    # (its calls per search); a match needs `link_threshold`, and `link_margin` more than the
+    # linked face's best match among the other runners of its own photo.
+    link_search_faces: int = 3
+    link_threshold: float = 90.0
+    link_margin: float = 5.0
     # Rekognition: collections are {prefix}.{len(org)}.{org}.{event}; the quota the pipeline paces
     # its runs to (DetectText and IndexFaces transactions per second; 0: no pacing) and the share
     # of it the pipeline plans to use.
@@ -105,6 +111,9 @@ class Settings:
             selfie_max_side=_int(env, "SELFIE_MAX_SIDE", cls.selfie_max_side),
             search_threshold=_float(env, "SEARCH_FACE_THRESHOLD", cls.search_threshold),
             search_max_faces=_int(env, "SEARCH_MAX_FACES", cls.search_max_faces),
+            link_search_faces=_int(env, "LINK_SEARCH_FACES", cls.link_search_faces),
+            link_threshold=_float(env, "LINK_FACE_THRESHOLD", cls.link_threshold),
+            link_margin=_float(env, "LINK_FACE_MARGIN", cls.link_margin),
             collection_prefix=env.get("COLLECTION_PREFIX", cls.collection_prefix),
             rekognition_tps=_float(env, "REKOGNITION_TPS", cls.rekognition_tps),
             rekognition_pace_share=_float(env, "REKOGNITION_PACE_SHARE", cls.rekognition_pace_share),

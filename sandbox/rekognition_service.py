@@ -7,7 +7,7 @@ status 400, which botocore turns into the same ClientError codes the service rai
 
 Behind it: an offline OCR engine for DetectText and an offline face engine (detection plus
 embeddings) for the face operations; face collections live in memory for the process's life.
-Operations: DetectText, DetectFaces, IndexFaces, SearchFacesByImage, CreateCollection,
+Operations: DetectText, DetectFaces, IndexFaces, SearchFacesByImage, SearchFaces, CreateCollection,
 DescribeCollection, DeleteCollection, ListFaces, DeleteFaces.
 
 Quota (optional, sandbox.quota): requests per second per operation, as AWS sets Rekognition's TPS
@@ -314,6 +314,32 @@ class LocalRekognition:
         return {
             "SearchedFaceBoundingBox": _box(searched),
             "SearchedFaceConfidence": searched.confidence,
+            "FaceMatches": matches[:max_faces],
+            "FaceModelVersion": FACE_MODEL_VERSION,
+        }
+
+    def _op_SearchFaces(self, params: dict[str, Any]) -> dict[str, Any]:
+        # As the service: matches of an indexed face among the collection's other faces (never the
+        # face itself), best first; a face id the collection does not hold is an invalid parameter.
+        collection = self._collection(params)
+        face_id = _required(params, "FaceId")
+        threshold = float(params.get("FaceMatchThreshold", 80.0))
+        max_faces = int(params.get("MaxFaces") or 4096)
+        with self._lock:
+            searched = collection.faces.get(face_id)
+            stored = [face for face in collection.faces.values() if face.face_id != face_id]
+        if searched is None:
+            raise ServiceError(
+                "InvalidParameterException", f"Face {face_id} does not exist in the collection"
+            )
+        matches = []
+        for candidate in stored:
+            similarity = self._faces.similarity(searched.embedding, candidate.embedding)
+            if similarity >= threshold:
+                matches.append({"Similarity": similarity, "Face": candidate.to_face()})
+        matches.sort(key=lambda match: -match["Similarity"])
+        return {
+            "SearchedFaceId": face_id,
             "FaceMatches": matches[:max_faces],
             "FaceModelVersion": FACE_MODEL_VERSION,
         }

@@ -176,6 +176,9 @@ def test_detect_text_and_index_faces_use_the_processed_copy(resources, storage, 
     )
     assert pipeline.detect_text({"photo": photo}, rekognition=fake, table=table, settings=settings) == {
         "bibs": ["0042"],
+        "reads": [{"bib": "0042", "box": None}],
+        "unlisted_bibs": [],
+        "corrections": [],
         "error": None,
     }
     faces = pipeline.index_faces({"photo": photo}, rekognition=fake, table=table, settings=settings)

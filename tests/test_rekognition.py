@@ -14,6 +14,7 @@ from chalicelib.domain.errors import (
     ProvisionedThroughputExceededException,
     ThrottlingException,
 )
+from chalicelib.domain.model import FaceBox, FaceMatch
 
 COLLECTION = keys.collection_id("snaprace-test", "acme", "e1")
 
@@ -32,7 +33,13 @@ def _index_request(collection=COLLECTION):
 
 
 def _face_records(*face_ids):
-    return {"FaceRecords": [{"Face": {"FaceId": f, "ExternalImageId": "P1"}} for f in face_ids]}
+    box = {"Left": 0.25, "Top": 0.1, "Width": 0.2, "Height": 0.3}
+    return {
+        "FaceRecords": [
+            {"Face": {"FaceId": f, "ExternalImageId": "P1", "BoundingBox": box, "Confidence": 99.5}}
+            for f in face_ids
+        ]
+    }
 
 
 @pytest.fixture
@@ -129,7 +136,9 @@ def test_index_faces_creates_a_missing_collection_and_retries_once(stubbed):
     )
     stub.add_response("create_collection", {"StatusCode": 200}, {"CollectionId": COLLECTION})
     stub.add_response("index_faces", _face_records("f-1", "f-2"), _index_request())
-    assert index(adapter) == ["f-1", "f-2"]
+    faces = index(adapter)
+    assert [face.face_id for face in faces] == ["f-1", "f-2"]
+    assert faces[0].box == FaceBox(0.25, 0.1, 0.2, 0.3, 99.5)
 
 
 def test_collection_created_concurrently_is_fine(stubbed):
@@ -137,7 +146,7 @@ def test_collection_created_concurrently_is_fine(stubbed):
     stub.add_client_error("index_faces", service_error_code="ResourceNotFoundException")
     stub.add_client_error("create_collection", service_error_code="ResourceAlreadyExistsException")
     stub.add_response("index_faces", _face_records("f-1"))
-    assert index(adapter) == ["f-1"]
+    assert [face.face_id for face in index(adapter)] == ["f-1"]
 
 
 @pytest.mark.parametrize(
@@ -159,3 +168,27 @@ def test_search_in_a_missing_collection_is_collection_not_found(stubbed):
     stub.add_client_error("search_faces_by_image", service_error_code="ResourceNotFoundException")
     with pytest.raises(CollectionNotFound):
         adapter.search_faces_by_image("acme", "e1", b"jpeg", threshold=85, max_faces=50)
+
+
+def test_search_faces_returns_the_other_faces_of_the_same_person(stubbed):
+    adapter, stub = stubbed
+    expected = {"CollectionId": COLLECTION, "FaceId": "f-1", "FaceMatchThreshold": 85.0, "MaxFaces": 50}
+    stub.add_response(
+        "search_faces",
+        {
+            "SearchedFaceId": "f-1",
+            "FaceMatches": [{"Similarity": 97.5, "Face": {"FaceId": "f-9", "ExternalImageId": "P9"}}],
+        },
+        expected,
+    )
+    matches = adapter.search_faces("acme", "e1", "f-1", threshold=85.0, max_faces=50)
+    assert matches == [FaceMatch(face_id="f-9", external_image_id="P9", similarity=97.5)]
+
+
+def test_search_faces_for_a_face_gone_matches_nothing(stubbed):
+    adapter, stub = stubbed
+    stub.add_client_error("search_faces", service_error_code="InvalidParameterException")
+    assert adapter.search_faces("acme", "e1", "f-gone", threshold=85.0, max_faces=50) == []
+    stub.add_client_error("search_faces", service_error_code="ResourceNotFoundException")
+    with pytest.raises(CollectionNotFound):
+        adapter.search_faces("acme", "e1", "f-1", threshold=85.0, max_faces=50)

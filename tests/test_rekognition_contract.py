@@ -115,7 +115,9 @@ def index(rekognition, key, photo_id):
 def test_index_faces_creates_the_collection_on_first_use(world):
     rekognition, objects = world
     objects["p1.png"] = image_of("alice", "bob")
-    assert len(set(index(rekognition, "p1.png", "P1"))) == 2
+    faces = index(rekognition, "p1.png", "P1")
+    assert len({face.face_id for face in faces}) == 2
+    assert all(face.box.width > 0 and face.box.height > 0 for face in faces)
 
 
 def test_search_finds_every_photo_of_the_largest_face(world):
@@ -169,3 +171,24 @@ def test_detect_text_returns_text_detections(world):
     objects["p1.png"] = image_of("bob")
     (detection,) = rekognition.detect_text("photos", "p1.png")
     assert (detection.text, detection.confidence, detection.kind) == ("BOB", 95.0, "WORD")
+
+
+def test_search_faces_finds_the_same_person_in_other_photos_only(world):
+    rekognition, objects = world
+    objects.update(
+        {"p1.png": image_of("alice"), "p2.png": image_of("bob", "alice"), "p3.png": image_of("bob")}
+    )
+    (alice,) = index(rekognition, "p1.png", "P1")
+    for n in (2, 3):
+        index(rekognition, f"p{n}.png", f"P{n}")
+    matches = rekognition.search_faces("acme", "e1", alice.face_id, threshold=85, max_faces=50)
+    assert [m.external_image_id for m in matches] == ["P2"]
+    assert all(m.face_id != alice.face_id and m.similarity >= 85 for m in matches)
+    assert (
+        rekognition.search_faces(
+            "acme", "e1", "00000000-0000-0000-0000-000000000000", threshold=85, max_faces=50
+        )
+        == []
+    )
+    with pytest.raises(CollectionNotFound):
+        rekognition.search_faces("acme", "none", alice.face_id, threshold=85, max_faces=50)

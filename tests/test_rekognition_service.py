@@ -117,7 +117,7 @@ def index(adapter, key, external):
 
 def test_index_faces_creates_the_collection_and_filters_low_quality(adapter, client, s3_objects):
     s3_objects[("photos", "a.png")] = png((200, 10, 200))  # one good face, one tiny low-quality face
-    face_ids = index(adapter, "a.png", "P1")
+    face_ids = [face.face_id for face in index(adapter, "a.png", "P1")]
     assert len(face_ids) == 1
     listed = client.list_faces(CollectionId=COLLECTION)["Faces"]
     assert [(f["FaceId"], f["ExternalImageId"]) for f in listed] == [(face_ids[0], "P1")]
@@ -177,10 +177,26 @@ def test_errors_use_rekognitions_codes(client):
 
 def test_delete_faces_and_collection(adapter, client, s3_objects):
     s3_objects[("photos", "a.png")] = png((200, 10, 0))
-    (face_id,) = index(adapter, "a.png", "P1")
+    ((face_id, _),) = [(face.face_id, face.box) for face in index(adapter, "a.png", "P1")]
     assert client.delete_faces(CollectionId=COLLECTION, FaceIds=[face_id, "unknown"])["DeletedFaces"] == [
         face_id
     ]
     client.delete_collection(CollectionId=COLLECTION)
     with pytest.raises(ClientError):
         client.list_faces(CollectionId=COLLECTION)
+
+
+def test_search_faces_finds_the_other_faces_of_an_indexed_face(adapter, client, s3_objects):
+    s3_objects[("photos", "a.png")] = png((200, 10, 0))
+    s3_objects[("photos", "b.png")] = png((200, 12, 0))
+    s3_objects[("photos", "c.png")] = png((200, 90, 0))
+    (face,) = index(adapter, "a.png", "P1")
+    index(adapter, "b.png", "P2")
+    index(adapter, "c.png", "P3")
+    assert face.box.width == pytest.approx(0.4) and face.box.top == pytest.approx(0.1)
+    answer = client.search_faces(CollectionId=COLLECTION, FaceId=face.face_id, FaceMatchThreshold=85)
+    assert answer["SearchedFaceId"] == face.face_id
+    assert [(m["Face"]["ExternalImageId"], m["Similarity"]) for m in answer["FaceMatches"]] == [("P2", 98.0)]
+    with pytest.raises(ClientError) as caught:
+        client.search_faces(CollectionId=COLLECTION, FaceId="00000000-0000-0000-0000-000000000000")
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterException"

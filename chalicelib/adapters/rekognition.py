@@ -1,7 +1,7 @@
 """Rekognition adapter: DetectText, IndexFaces, Create/DeleteCollection, DeleteFaces,
-SearchFacesByImage.
+SearchFacesByImage, SearchFaces.
 
-Returns domain values (TextDetection, face ids, FaceSearch) and raises chalicelib.domain.errors; nothing else knows
+Returns domain values (TextDetection, IndexedFace, FaceSearch, FaceMatch) and raises chalicelib.domain.errors; nothing else knows
 what a Rekognition response looks like.
 """
 
@@ -24,7 +24,7 @@ from chalicelib.domain.errors import (
     ThrottlingException,
     UnsupportedImageFormat,
 )
-from chalicelib.domain.model import FaceBox, FaceMatch, FaceSearch
+from chalicelib.domain.model import FaceBox, FaceMatch, FaceSearch, IndexedFace
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ class Rekognition:
         external_image_id: str,
         max_faces: int,
         quality_filter: str,
-    ) -> list[str]:
-        """Index the faces of an S3 image; return their face ids.
+    ) -> list[IndexedFace]:
+        """Index the faces of an S3 image; return their face ids and boxes.
 
         Creates the collection on first use (ResourceNotFoundException) and retries once.
         """
@@ -101,7 +101,10 @@ class Rekognition:
                 response = self._rek.index_faces(**request)
             except ClientError as retry_exc:
                 raise _translate(retry_exc) from retry_exc
-        return [record["Face"]["FaceId"] for record in response.get("FaceRecords", [])]
+        return [
+            IndexedFace(face_id=record["Face"]["FaceId"], box=_face_box(record["Face"]))
+            for record in response.get("FaceRecords", [])
+        ]
 
     def create_collection(self, org_id: str, event_id: str) -> None:
         """Create an event's face collection; one that already exists is fine."""
@@ -206,6 +209,50 @@ class Rekognition:
                 for match in response.get("FaceMatches", [])
             ),
         )
+
+    def search_faces(
+        self, org_id: str, event_id: str, face_id: str, *, threshold: float, max_faces: int
+    ) -> list[FaceMatch]:
+        """Return the other faces in an event's collection that match an indexed face, best first.
+
+        A face the collection no longer holds matches nothing. Raises CollectionNotFound or a
+        throttling error.
+        """
+        collection_id = self._collection(org_id, event_id)
+        try:
+            response = self._rek.search_faces(
+                CollectionId=collection_id,
+                FaceId=face_id,
+                FaceMatchThreshold=threshold,
+                MaxFaces=max_faces,
+            )
+        except ClientError as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                raise CollectionNotFound(collection_id) from exc
+            if _code(exc) == "InvalidParameterException":
+                # What SearchFaces says for a face id the collection does not hold (deleted since).
+                log.info("search faces collection=%s face=%s: no such face", collection_id, face_id)
+                return []
+            raise _translate(exc) from exc
+        return [
+            FaceMatch(
+                face_id=match["Face"]["FaceId"],
+                external_image_id=match["Face"].get("ExternalImageId"),
+                similarity=float(match.get("Similarity", 0.0)),
+            )
+            for match in response.get("FaceMatches", [])
+        ]
+
+
+def _face_box(face: dict[str, Any]) -> FaceBox:
+    box = face.get("BoundingBox", {})
+    return FaceBox(
+        left=float(box.get("Left", 0.0)),
+        top=float(box.get("Top", 0.0)),
+        width=float(box.get("Width", 0.0)),
+        height=float(box.get("Height", 0.0)),
+        confidence=float(face.get("Confidence", 0.0)),
+    )
 
 
 def _code(exc: ClientError) -> str:

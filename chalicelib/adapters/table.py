@@ -19,6 +19,8 @@ Item layout (every key is scoped by organisation AND event):
 | UPLOAD       | ORG#{org}#EVT#{event}           | UPLOAD#{upload_id} | -                                                    | -                                          |
 | CONTENT      | ORG#{org}#EVT#{event}           | CONTENT#{sha256}   | -                                                    | -                                          |
 | FACES        | ORG#{org}#EVT#{event}           | FACES#{photo_id}   | -                                                    | -                                          |
+| bib set      | ORG#{org}#EVT#{event}           | BIBS               | -                                                    | -                                          |
+| start list   | ORG#{org}#EVT#{event}           | START_LIST         | -                                                    | -                                          |
 | TOKEN        | TOKEN#{sha256 of the token}     | TOKEN              | ORG#{org}#TOKENS / {created_at}#{token_id}           | -                                          |
 | pace         | PACE                            | REKOGNITION or op  | -                                                    | -                                          |
 
@@ -26,7 +28,11 @@ The EVENT record and the photographer counters hold exact counts: they change in
 transaction as the PHOTO record they count. A CONTENT claim names the photo that owns a file's
 bytes in an event, so the same bytes uploaded twice are one photo. A FACES record notes the face
 ids each IndexFaces run created for a photo until Fanout keeps the final set and deletes the rest.
-The pace item holds the stage's next free start slot (see services/pacing.py).
+The pace item holds the stage's next free start slot (see services/pacing.py). The bib set holds
+one number attribute `BIB#{bib}` per bib read in the event: its photo count, moved in the same
+transaction as the PHOTO record, so "did you mean" is one GetItem. A BIB_INDEX item carries the
+`face_id` linked to its bib in that photo (if any), so a bib's linked faces are one Query. The start
+list is one item: {bib: [name, category]}.
 
 Photo ids are ULIDs ordered by capture time, so `ScanIndexForward=False` on any of these partitions
 lists newest capture first. Partition keys are matched exactly (never by prefix), so `run-5k` never
@@ -82,6 +88,8 @@ _PHOTO_PREFIX, _FAILED_PREFIX = "PHOTO#", "FAILED#"
 # The event's own record and its photographers' counters sort together under META.
 _EVENT_SK, _PG_PREFIX = "META", "META#PG#"
 _TOKEN_SK = "TOKEN"
+_BIBS_SK, _BIB_COUNT = "BIBS", "BIB#"  # the bib set item and its per-bib count attributes
+_START_LIST_SK = "START_LIST"
 _PACE_PK = "PACE"  # SK: REKOGNITION (run starts), or an operation's name (its calls)
 # Every event, in the second index: retention and the public listing read it.
 _ALL_EVENTS = "EVENTS"
@@ -226,6 +234,9 @@ class PhotoTable:
             ]
             if handle:
                 actions.append(self._count(_photographer_key(org_id, event_id, handle), -1, handle=handle))
+            bib_counts = self._bib_counts({"org_id": org_id, "event_id": event_id}, existing)
+            if bib_counts is not None:
+                actions.append(bib_counts)
             try:
                 self._transact(actions)
                 record = existing
@@ -316,6 +327,54 @@ class PhotoTable:
     ) -> Page:
         """Return a page of one photographer's photos in an event, newest capture first."""
         return self._query(_photographer_pk(org_id, event_id, handle), limit=limit, after=after, index=_GSI1)
+
+    def bib_faces(self, org_id: str, event_id: str, bib: str) -> list[tuple[str, str | None]]:
+        """Return (photo_id, linked face_id or None) for every photo of a bib, newest first."""
+        found: list[tuple[str, str | None]] = []
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": "PK = :pk",
+            "ProjectionExpression": "photo_id, face_id",
+            "ExpressionAttributeValues": {":pk": {"S": _bib_pk(org_id, event_id, bib)}},
+            "ScanIndexForward": False,
+        }
+        while True:
+            with _errors():
+                response = self._ddb.query(**request)
+            found += [
+                (item["photo_id"], item.get("face_id")) for item in map(_decode, response.get("Items", []))
+            ]
+            if "LastEvaluatedKey" not in response:
+                return found
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def bib_counts(self, org_id: str, event_id: str) -> dict[str, int]:
+        """Return {bib: photo count} for every bib with photos in an event (one GetItem)."""
+        item = self._get({"PK": _event_pk(org_id, event_id), "SK": _BIBS_SK}) or {}
+        return {
+            name[len(_BIB_COUNT) :]: int(count)
+            for name, count in item.items()
+            if name.startswith(_BIB_COUNT) and int(count) > 0
+        }
+
+    def put_start_list(
+        self, org_id: str, event_id: str, runners: dict[str, list[str | None]], *, now: str
+    ) -> None:
+        """Replace an event's start list ({bib: [name, category]})."""
+        self._put(
+            {
+                "PK": _event_pk(org_id, event_id),
+                "SK": _START_LIST_SK,
+                "type": "START_LIST",
+                "runners": runners,
+                "updated_at": now,
+            }
+        )
+
+    def start_list(self, org_id: str, event_id: str) -> dict[str, list[str | None]] | None:
+        """Return an event's start list ({bib: [name, category]}), or None if it has none."""
+        item = self._get({"PK": _event_pk(org_id, event_id), "SK": _START_LIST_SK})
+        return None if item is None else dict(item.get("runners") or {})
 
     def records_page(self, org_id: str, event_id: str, *, limit: int, after: Key | None = None) -> Page:
         """Return a page of an event's photo and failure records (a page may hold none but continue)."""
@@ -664,6 +723,9 @@ class PhotoTable:
             )
             if old_handle:
                 put["ExpressionAttributeValues"] = _encode({":old": old_handle})
+        bib_counts = self._bib_counts(item, existing)
+        if bib_counts is not None:
+            actions.append(bib_counts)
         if new_handle != old_handle or existing is None:
             if new_handle:
                 actions.append(
@@ -679,6 +741,25 @@ class PhotoTable:
                 self._ddb.put_item(TableName=self.name, **put)
         else:
             self._transact(actions)
+
+    @staticmethod
+    def _bib_counts(item: dict[str, Any], existing: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Return the update moving the event's bib set from `existing`'s bibs to `item`'s (or None)."""
+        new, old = set(item.get("bibs") or ()), set((existing or {}).get("bibs") or ())
+        deltas = dict.fromkeys(new - old, +1) | dict.fromkeys(old - new, -1)
+        if not deltas:
+            return None
+        names = {f"#b{n}": f"{_BIB_COUNT}{bib}" for n, bib in enumerate(sorted(deltas))}
+        values = {f":b{n}": deltas[bib] for n, bib in enumerate(sorted(deltas))}
+        return {
+            "Update": {
+                "Key": _encode({"PK": _event_pk(item["org_id"], item["event_id"]), "SK": _BIBS_SK}),
+                "UpdateExpression": "ADD "
+                + ", ".join(f"{name} {value}" for name, value in zip(names, values, strict=True)),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _encode(values),
+            }
+        }
 
     @staticmethod
     def _count(key: Key, delta: int, *, handle: str | None = None) -> dict[str, Any]:
@@ -888,6 +969,9 @@ def _photo_item(photo: Photo, analysis: Analysis, generation: int) -> dict[str, 
         "face_count": len(analysis.face_ids),
         "bibs_error": analysis.bibs_error,
         "faces_error": analysis.faces_error,
+        "links": dict(analysis.links) or None,
+        "unlisted_bibs": list(analysis.unlisted_bibs) or None,
+        "corrections": [dict(c) for c in analysis.corrections] or None,
         "generation": generation,
     }
     if photo.photographer:
@@ -898,14 +982,18 @@ def _photo_item(photo: Photo, analysis: Analysis, generation: int) -> dict[str, 
 
 def _bib_items(photo_item: dict[str, Any]) -> list[dict[str, Any]]:
     display = {name: photo_item[name] for name in DISPLAY_FIELDS if name in photo_item}
+    links = photo_item.get("links") or {}
     return [
-        {
-            "PK": _bib_pk(photo_item["org_id"], photo_item["event_id"], bib),
-            "SK": photo_item["SK"],
-            "type": _BIB_INDEX,
-            "bib": bib,
-            **display,
-        }
+        _without_none(
+            {
+                "PK": _bib_pk(photo_item["org_id"], photo_item["event_id"], bib),
+                "SK": photo_item["SK"],
+                "type": _BIB_INDEX,
+                "bib": bib,
+                **display,
+                "face_id": links.get(bib),
+            }
+        )
         for bib in photo_item["bibs"]  # already distinct
     ]
 

@@ -73,8 +73,21 @@ class TextDetection:
     parent_id: int | None = None  # a WORD's LINE
 
 
+@dataclass(frozen=True)
+class BibRead:
+    """A bib number read in a photo, with the box of the text it was read from (if known)."""
+
+    bib: str
+    box: TextBox | None = None
+
+
 def bibs_from_detections(detections: Iterable[TextDetection], rules: BibRules) -> list[str]:
     """Return the distinct bib numbers in `detections`, in first-seen order."""
+    return [read.bib for read in bib_reads(detections, rules)]
+
+
+def bib_reads(detections: Iterable[TextDetection], rules: BibRules) -> list[BibRead]:
+    """Return the distinct bib numbers in `detections` with the box each was first read from."""
     kinds = set(rules.text_types)
     candidates: list[tuple[str, TextDetection]] = []
     for detection in detections:
@@ -89,12 +102,12 @@ def bibs_from_detections(detections: Iterable[TextDetection], rules: BibRules) -
 
     heights = [detection.box.height for _, detection in candidates if detection.box is not None]
     floor = rules.min_height_ratio * max(heights, default=0.0)
-    found: dict[str, None] = {}
+    found: dict[str, BibRead] = {}
     for bib, detection in candidates:
         if detection.box is not None and detection.box.height < floor:
             continue
-        found.setdefault(bib, None)
-    return list(found)
+        found.setdefault(bib, BibRead(bib, detection.box))
+    return list(found.values())
 
 
 def normalise_bib(text: str, rules: BibRules) -> str | None:

@@ -89,6 +89,14 @@ class InvalidEventSettings(InvalidRequest):
     """An event's settings are missing, malformed or out of range."""
 
 
+class InvalidStartList(InvalidRequest):
+    """A start list is not CSV rows of `bib,name[,category]` with valid, distinct bibs."""
+
+
+class InvalidName(InvalidRequest):
+    """A runner-name search is empty or too long."""
+
+
 class InvalidUploadRequest(InvalidRequest):
     """An upload request names no files, too many, or a file that cannot be accepted."""
 

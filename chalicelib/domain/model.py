@@ -121,6 +121,11 @@ class Analysis:
     face_ids: tuple[str, ...] = ()
     bibs_error: str | None = None
     faces_error: str | None = None
+    # bib -> the face id of the runner wearing it (domain.linking), for face matches in bib search.
+    links: dict[str, str] = field(default_factory=dict)
+    # Reads a start list did not admit, kept for review; and near misses it corrected.
+    unlisted_bibs: tuple[str, ...] = ()
+    corrections: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,25 @@ class FaceBox:
     @property
     def area(self) -> float:
         return self.width * self.height
+
+
+@dataclass(frozen=True)
+class IndexedFace:
+    """A face IndexFaces added to a collection, and where it is in the photo."""
+
+    face_id: str
+    box: FaceBox
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"face_id": self.face_id, "box": asdict(self.box)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IndexedFace:
+        box = data["box"]
+        return cls(
+            face_id=str(data["face_id"]),
+            box=FaceBox(*(float(box[name]) for name in ("left", "top", "width", "height", "confidence"))),
+        )
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ from chalicelib.adapters.storage import Storage
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
-from chalicelib.domain.bibs import bibs_from_detections
-from chalicelib.domain.model import Analysis, Failure, Photo, RawObject, iso_utc, parse_iso
+from chalicelib.domain.bibs import BibRead, TextBox, bib_reads
+from chalicelib.domain.linking import link_faces
+from chalicelib.domain.model import Analysis, Failure, IndexedFace, Photo, RawObject, iso_utc, parse_iso
+from chalicelib.domain.runners import check_reads
 from chalicelib.services import events, pacing, uploads
 
 log = logging.getLogger(__name__)
@@ -125,14 +127,45 @@ def preprocess(
 def detect_text(
     event: dict[str, Any], *, rekognition: Rekognition, table: PhotoTable, settings: Settings
 ) -> dict[str, Any]:
-    """Read bib numbers from the processed photo under the event's rules; return {"bibs": [...], "error": None}."""
+    """Read bib numbers from the processed photo under the event's rules and start list.
+
+    Returns {"bibs", "reads" (each bib with its text box, for linking), "unlisted_bibs",
+    "corrections", "error": None}. Without a start list every read is a bib.
+    """
     photo = Photo.from_dict(event["photo"])
     rules = events.bib_rules_for(table.event(photo.org_id, photo.event_id), settings.bib_rules)
+    listed = table.start_list(photo.org_id, photo.event_id)
     with pacing.turn("DetectText", table=table, settings=settings):
         detections = rekognition.detect_text(photo.bucket, photo.processed_key)
-    bibs = bibs_from_detections(detections, rules)
-    log.info("detected photo=%s detections=%d bibs=%d", photo.photo_id, len(detections), len(bibs))
-    return {"bibs": bibs, "error": None}
+    reads = bib_reads(detections, rules)
+    unlisted: tuple[str, ...] = ()
+    corrections: tuple[dict[str, str], ...] = ()
+    if listed is not None:
+        checked = check_reads([read.bib for read in reads], listed)
+        corrected = {c["read"]: c["bib"] for c in checked.corrections}
+        kept = set(checked.bibs)
+        reads = [
+            BibRead(corrected.get(read.bib, read.bib), read.box)
+            for read in reads
+            if corrected.get(read.bib, read.bib) in kept
+        ]
+        unlisted, corrections = checked.unlisted, checked.corrections
+    bibs = list(dict.fromkeys(read.bib for read in reads))
+    log.info(
+        "detected photo=%s detections=%d bibs=%d unlisted=%d corrected=%d",
+        photo.photo_id,
+        len(detections),
+        len(bibs),
+        len(unlisted),
+        len(corrections),
+    )
+    return {
+        "bibs": bibs,
+        "reads": [_read_dict(read) for read in reads],
+        "unlisted_bibs": list(unlisted),
+        "corrections": list(corrections),
+        "error": None,
+    }
 
 
 def index_faces(
@@ -149,7 +182,7 @@ def index_faces(
         log.info("skipped faces photo=%s: the event indexes no faces", photo.photo_id)
         return {"face_ids": [], "face_count": 0, "error": None}
     with pacing.turn("IndexFaces", table=table, settings=settings):
-        face_ids = rekognition.index_faces(
+        faces = rekognition.index_faces(
             photo.org_id,
             photo.event_id,
             photo.bucket,
@@ -158,10 +191,16 @@ def index_faces(
             max_faces=settings.index_max_faces,
             quality_filter=settings.index_quality_filter,
         )
+    face_ids = [face.face_id for face in faces]
     # Noted at once: if this run is retried or superseded, Fanout deletes the faces it left.
     table.note_faces(photo.org_id, photo.event_id, photo.photo_id, face_ids)
     log.info("indexed photo=%s faces=%d", photo.photo_id, len(face_ids))
-    return {"face_ids": face_ids, "face_count": len(face_ids), "error": None}
+    return {
+        "face_ids": face_ids,
+        "faces": [face.to_dict() for face in faces],
+        "face_count": len(face_ids),
+        "error": None,
+    }
 
 
 def fanout(event: dict[str, Any], *, table: PhotoTable, rekognition: Rekognition) -> dict[str, Any]:
@@ -180,11 +219,25 @@ def fanout(event: dict[str, Any], *, table: PhotoTable, rekognition: Rekognition
     faces_error = _error_name(faces.get("error"))
     if faces_error and previous and previous.get("face_ids"):
         face_ids = tuple(previous["face_ids"])
+    # Linked only on this run's own reads and faces: a fallen-back step has no boxes to link.
+    reads = [_read_from_dict(read) for read in text.get("reads") or ()]
+    located = [IndexedFace.from_dict(face) for face in faces.get("faces") or ()]
+    links = link_faces(reads, located)
+    if faces_error and previous:
+        # The faces kept from the earlier run keep their links to the bibs still read.
+        links = {
+            bib: face
+            for bib, face in (previous.get("links") or {}).items()
+            if bib in set(text.get("bibs") or ())
+        }
     analysis = Analysis(
         bibs=tuple(text.get("bibs") or ()),
         face_ids=face_ids,
         bibs_error=_error_name(text.get("error")),
         faces_error=faces_error,
+        links=links,
+        unlisted_bibs=tuple(text.get("unlisted_bibs") or ()),
+        corrections=tuple(text.get("corrections") or ()),
     )
     cleared = {photo.photo_id, _failure_photo_id(RawObject.from_dict(event))}
     if event.get("supersedes"):
@@ -198,7 +251,13 @@ def fanout(event: dict[str, Any], *, table: PhotoTable, rekognition: Rekognition
         log.info("deleted superseded faces photo=%s faces=%d", photo.photo_id, len(stale))
     table.forget_noted_faces(photo.org_id, photo.event_id, photo.photo_id)
     uploads.mark(table, photo.raw_key, uploads.PROCESSED, photo_id=photo.photo_id)
-    log.info("fanout photo=%s bibs=%d requests=%d", photo.photo_id, len(analysis.bibs), requests)
+    log.info(
+        "fanout photo=%s bibs=%d links=%d requests=%d",
+        photo.photo_id,
+        len(analysis.bibs),
+        len(analysis.links),
+        requests,
+    )
     return {"photo_id": photo.photo_id, "bibs": list(analysis.bibs), "requests": requests}
 
 
@@ -246,6 +305,16 @@ def _duplicate(table: PhotoTable, raw_key: str, owner: dict[str, Any]) -> dict[s
     table.note_duplicate(raw.org_id, raw.event_id, owner["sha256"], raw_key)
     uploads.mark(table, raw_key, uploads.PROCESSED, duplicate_of=owner["photo_id"])
     return {"duplicate_of": owner["photo_id"]}
+
+
+def _read_dict(read: BibRead) -> dict[str, Any]:
+    box = read.box
+    return {"bib": read.bib, "box": None if box is None else [box.left, box.top, box.width, box.height]}
+
+
+def _read_from_dict(data: dict[str, Any]) -> BibRead:
+    box = data.get("box")
+    return BibRead(str(data["bib"]), None if not box else TextBox(*(float(v) for v in box)))
 
 
 def _generation(event: dict[str, Any]) -> int:

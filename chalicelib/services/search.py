@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.adapters.storage import Storage
-from chalicelib.adapters.table import PhotoTable
+from chalicelib.adapters.table import Page, PhotoTable
 from chalicelib.config import Settings
 from chalicelib.domain import ids, imaging, keys
 from chalicelib.domain.bibs import normalise_bib
@@ -30,7 +30,7 @@ from chalicelib.domain.errors import (
     SelfieTooLarge,
 )
 from chalicelib.domain.model import FaceBox, failed_view, photo_view
-from chalicelib.services import events, listing
+from chalicelib.services import events, listing, runners
 from chalicelib.services.events import EventGate
 
 log = logging.getLogger(__name__)
@@ -86,21 +86,51 @@ def bib_photos(
     gate: EventGate,
     url_for: UrlFor,
     settings: Settings,
+    rekognition: Rekognition,
 ) -> dict[str, Any]:
-    """Return one page of the photos showing a bib (normalised as at ingestion); one Query."""
-    gate.require_published(org_id, event_id)
-    normalised = normalise_bib(bib, settings.bib_rules)
+    """Return one page of the photos showing a bib (normalised under the event's rules).
+
+    Photos where the bib was read come first (`"match": "bib"`, one Query a page); the last page
+    adds the photos where the runner's linked face appears without a readable bib
+    (`"match": "face"`, see services.runners). A search that finds nothing suggests close bibs.
+    """
+    record = gate.require_published(org_id, event_id)
+    rules = events.bib_rules_for(record, settings.bib_rules)
+    normalised = normalise_bib(bib, rules)
     if normalised is None:
-        raise InvalidBib(f"{bib!r} is not a bib number (3-6 digits, optionally after one letter)")
+        raise InvalidBib(f"{bib!r} is not a bib number of this event (like 1234 or A1234)")
+    fetched: list[dict[str, Any]] = []
+
+    def fetch(size: int, after: dict[str, Any] | None) -> Page:
+        found = table.bib_page(org_id, event_id, normalised, limit=size, after=after)
+        fetched.extend(found.items)
+        return found
+
     page = listing.page(
-        lambda item: photo_view(item, url_for),
+        lambda item: {**photo_view(item, url_for), "match": "bib"},
         settings,
         ("bib", org_id, event_id, normalised),
         limit=limit,
         cursor=cursor,
-        fetch=lambda size, after: table.bib_page(org_id, event_id, normalised, limit=size, after=after),
+        fetch=fetch,
     )
-    return {"bib": normalised, **page}
+    if page["next_cursor"] is None and events.faces_available(record):
+        # A one-page search already holds every bib entry (and its linked face): no second read.
+        entries = [(item["photo_id"], item.get("face_id")) for item in fetched] if cursor is None else None
+        matches = runners.face_matches(
+            org_id,
+            event_id,
+            normalised,
+            entries=entries,
+            rekognition=rekognition,
+            table=table,
+            settings=settings,
+        )
+        page["photos"] += [{**photo_view(item, url_for), "match": "face"} for item, _ in matches]
+    result = {"bib": normalised, **page}
+    if cursor is None and not page["photos"]:
+        result["suggestions"] = runners.bib_suggestions(org_id, event_id, normalised, table=table)
+    return result
 
 
 def photographer_photos(
