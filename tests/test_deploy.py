@@ -355,7 +355,7 @@ def test_alarms_watch_dead_letters_failed_executions_throttling_and_function_err
 
     throttled = metrics(alarms[f"snaprace-{STAGE}-rekognition-throttled"])
     assert {(m["MetricName"], m["Dimensions"][0]["Value"]) for m in throttled} == {
-        ("ThrottledCount", op) for op in ("DetectText", "IndexFaces", "DetectFaces", "SearchFacesByImage")
+        ("ThrottledCount", op) for op in ("DetectText", "IndexFaces", "SearchFacesByImage", "SearchFaces")
     }
     watched = [
         m["Dimensions"][0]["Value"]
