@@ -10,7 +10,8 @@ botocore Stubber (which also checks the response against the service model) →
 
 Scores, as `python -m sandbox evaluate` computes them: each photo's set of bib strings against its
 labelled set (exact match, leading zeros count), true and false positives and misses pooled over
-all photos into precision, recall and F1, plus the mean per-photo F1.
+all photos into precision, recall and F1, plus the mean per-photo F1 and the misread-adjusted
+precision and F1 (an unlabelled read is a false positive only one edit from a labelled bib).
 
 Datasets (../shared/eval-data, never copied into the repo): rbnr-set1 (labels.csv, one row per
 bib); with --crops also bib_racer_crops (one bib per crop, category letter + 4 digits; labels
@@ -90,7 +91,8 @@ def evaluate(name: str, directory: Path, truth: dict[str, set[str]], rules: BibR
     result = score_bibs(truth, found)  # the same scoring as `python -m sandbox evaluate`
     print(
         f"{name}: {len(truth)} images, precision {result.precision:.3f}, recall {result.recall:.3f},"
-        f" F1 {result.f1:.3f} (mean per-photo F1 {result.mean_photo_f1:.3f});"
+        f" F1 {result.f1:.3f} (mean per-photo F1 {result.mean_photo_f1:.3f}); misread-adjusted"
+        f" precision {result.adjusted_precision:.3f}, F1 {result.adjusted_f1:.3f};"
         f" {60 * len(truth) / elapsed:.1f} photos/min, {elapsed / len(truth):.2f} s wall and"
         f" {cpu / len(truth):.2f} s CPU per photo"
     )

@@ -1,6 +1,6 @@
 """Put known one-line bugs into a copy of the code, one at a time, and show a test catches each.
 
-    python -m scripts.mutants              # every mutant; exit 1 if any survives (make mutants)
+    python -m scripts.mutants              # every mutant; exit 1 if any survives (make mutants-listed)
     python -m scripts.mutants -k storage   # only the mutants whose name contains "storage"
 
 Each mutant is a one-line edit a contributor could plausibly make: issue 14's eight, then one

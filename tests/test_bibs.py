@@ -175,3 +175,25 @@ def test_height_ratio_outside_zero_to_one_is_a_configuration_error(ratio):
 
     with pytest.raises(ConfigurationError, match="BIB_MIN_HEIGHT_RATIO"):
         BibRules(min_height_ratio=ratio)
+
+
+def test_excluded_texts_are_matched_whatever_the_case_a_runner_types():
+    rules = BibRules(excluded=("X1234",))
+
+    assert normalise_bib("x1234", rules) is None
+    assert normalise_bib("X1234", rules) is None
+    assert normalise_bib("x1235", rules) == "1235"
+
+
+def test_a_candidate_exactly_at_the_height_floor_is_kept():
+    tall = TextDetection("1234", 99.0, box=TextBox(0.1, 0.1, 0.2, 0.2))
+    at_floor = TextDetection("5678", 99.0, box=TextBox(0.5, 0.1, 0.1, 0.1))
+
+    assert bibs_from_detections([tall, at_floor], BibRules(min_height_ratio=0.5)) == ["1234", "5678"]
+
+
+def test_a_height_ratio_of_one_is_allowed_and_keeps_only_the_tallest():
+    tall = TextDetection("1234", 99.0, box=TextBox(0.1, 0.1, 0.2, 0.2))
+    shorter = TextDetection("5678", 99.0, box=TextBox(0.5, 0.1, 0.1, 0.19))
+
+    assert bibs_from_detections([tall, shorter], BibRules(min_height_ratio=1.0)) == ["1234"]

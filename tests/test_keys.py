@@ -71,3 +71,54 @@ def test_collection_ids_start_with_the_stage_prefix_and_stay_valid():
     longest = keys.collection_id("snaprace-prod", "o" * 64, "e" * 64)
     assert len(longest) <= 255 and re.fullmatch(r"[A-Za-z0-9_.\-]+", longest)
     assert keys.collection_id("snaprace-prod", "acme", "city-10k") == "snaprace-prod.4.acme.city-10k"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("IMG_0001.JPG", "IMG_0001.JPG"),
+        ("Xmas run X.jpg", "Xmas run X.jpg"),
+        ("race day.heic", "race day.heic"),
+        ("C:\\Users\\ana\\finish line.png", "finish line.png"),
+        ("albums/2025/start.jpeg", "start.jpeg"),
+        ("été #1?.jpg", "_t_ _1_.jpg"),
+        (" .hidden. ", "hidden.jpg"),
+        ("notes", "notes.jpg"),
+        ("", "photo.jpg"),
+        ("folder/", "photo.jpg"),
+    ],
+)
+def test_an_uploaded_file_name_becomes_a_key_safe_image_name(name, expected):
+    assert keys.safe_filename(name, ".jpg") == expected
+
+
+def test_a_long_file_name_is_cut_to_200_characters_keeping_its_image_suffix():
+    assert keys.safe_filename("a" * 300 + ".jpg", ".jpg") == "a" * 196 + ".jpg"
+    assert keys.safe_filename("a" * 300, ".webp") == "a" * 195 + ".webp"
+    assert keys.safe_filename("a" * 196 + ".jpg", ".jpg") == "a" * 196 + ".jpg"
+
+
+def test_a_handle_keeps_its_own_letters_after_the_at_sign():
+    assert keys.normalise_handle("@Xena") == "xena"
+    assert keys.normalise_handle("XX@x") == "xx@x"
+
+
+@pytest.mark.parametrize("handle", ["ana", "a" * 64, "séb.photo", "@x"])
+def test_valid_handles(handle):
+    assert keys.is_valid_handle(handle)
+
+
+@pytest.mark.parametrize("handle", ["", "a" * 65, "a b", "a#b", "a/b", "a\\b", "a\x00"])
+def test_invalid_handles(handle):
+    assert not keys.is_valid_handle(handle)
+
+
+def test_a_collection_id_may_be_255_characters_and_no_longer():
+    assert len(keys.collection_id("p" * 247, "ab", "e1")) == 255
+    with pytest.raises(ValueError):
+        keys.collection_id("p" * 248, "ab", "e1")
+
+
+def test_a_short_collection_id_with_a_disallowed_character_is_refused():
+    with pytest.raises(ValueError):
+        keys.collection_id("snaprace dev", "ab", "e1")
