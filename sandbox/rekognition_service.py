@@ -305,18 +305,22 @@ class LocalRekognition:
         max_faces = int(params.get("MaxFaces") or 4096)
         with self._lock:
             stored = list(collection.faces.values())
-        matches = []
-        for candidate in stored:
-            similarity = self._faces.similarity(searched.embedding, candidate.embedding)
-            if similarity >= threshold:
-                matches.append({"Similarity": similarity, "Face": candidate.to_face()})
-        matches.sort(key=lambda match: -match["Similarity"])
+        matches = self._matches(searched.embedding, stored, threshold)
         return {
             "SearchedFaceBoundingBox": _box(searched),
             "SearchedFaceConfidence": searched.confidence,
             "FaceMatches": matches[:max_faces],
             "FaceModelVersion": FACE_MODEL_VERSION,
         }
+
+    def _matches(self, embedding: Any, stored: list[Any], threshold: float) -> list[dict[str, Any]]:
+        """The stored faces at least `threshold` similar to `embedding`, as FaceMatches, best first."""
+        matches = []
+        for candidate in stored:
+            similarity = self._faces.similarity(embedding, candidate.embedding)
+            if similarity >= threshold:
+                matches.append({"Similarity": similarity, "Face": candidate.to_face()})
+        return sorted(matches, key=lambda match: -match["Similarity"])
 
     def _op_SearchFaces(self, params: dict[str, Any]) -> dict[str, Any]:
         # As the service: matches of an indexed face among the collection's other faces (never the
@@ -332,12 +336,7 @@ class LocalRekognition:
             raise ServiceError(
                 "InvalidParameterException", f"Face {face_id} does not exist in the collection"
             )
-        matches = []
-        for candidate in stored:
-            similarity = self._faces.similarity(searched.embedding, candidate.embedding)
-            if similarity >= threshold:
-                matches.append({"Similarity": similarity, "Face": candidate.to_face()})
-        matches.sort(key=lambda match: -match["Similarity"])
+        matches = self._matches(searched.embedding, stored, threshold)
         return {
             "SearchedFaceId": face_id,
             "FaceMatches": matches[:max_faces],

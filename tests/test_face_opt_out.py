@@ -9,19 +9,19 @@ engine, on real portraits read in place from ../shared/eval-data/faces-dev (skip
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
-import boto3
 import pytest
 
 from chalicelib import clients
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.domain.errors import ThrottlingException
 from chalicelib.domain.keys import OPTED_OUT_IMAGE_ID
-from sandbox.rekognition_service import LocalRekognition, make_server
+from sandbox.rekognition_service import LocalRekognition
 from tests.support.api import Unavailable, error_code, get, index_people, post_selfie, selfie, use_settings
+from tests.support.ci import skip_unless_ci
 from tests.support.photos import make_photo, publish, seed
+from tests.support.rekognition import served
 
 EVENT = "/events/acme/e1"
 SELFIE, OPT_OUT = f"{EVENT}/selfie-search", f"{EVENT}/face-opt-out"
@@ -156,25 +156,15 @@ class _NoOcr:
 @pytest.fixture
 def real_faces(monkeypatch):
     if not all((FACES_DEV / name).is_file() for name in RUNNER + OTHER):
-        pytest.skip(f"eval photos not found in {FACES_DEV}")
+        skip_unless_ci(f"eval photos not found in {FACES_DEV}")
     from sandbox.engines.faces import FaceEngine
 
     objects: dict[str, bytes] = {}
     service = LocalRekognition(_NoOcr(), FaceEngine(), lambda bucket, key, version: objects[key])
-    server = make_server(service)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = boto3.client(
-        "rekognition",
-        endpoint_url=f"http://127.0.0.1:{server.server_port}",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    adapter = Rekognition(client, "snaprace-test")
-    monkeypatch.setattr(clients, "rekognition", lambda attempts=4: adapter)
-    yield adapter, objects
-    server.shutdown()
-    server.server_close()
+    with served(service) as client:
+        adapter = Rekognition(client, "snaprace-test")
+        monkeypatch.setattr(clients, "rekognition", lambda attempts=4: adapter)
+        yield adapter, objects
 
 
 def test_opt_out_with_real_faces_hides_the_runner_from_every_later_selfie(client, table, real_faces):

@@ -7,18 +7,17 @@ Both are driven by the same "world": which people each image shows.
 from __future__ import annotations
 
 import io
-import threading
 
-import boto3
 import pytest
 from PIL import Image
 
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.domain.bibs import TextDetection
 from chalicelib.domain.errors import CollectionNotFound, NoFaceInImage
-from sandbox.rekognition_service import LocalRekognition, make_server
+from sandbox.rekognition_service import LocalRekognition
 from tests.support.fakes import EngineFace as Face
 from tests.support.fakes import FakeRekognition
+from tests.support.rekognition import served
 
 COLOURS = {"alice": (200, 20, 20), "bob": (20, 200, 20), "nobody": (250, 250, 250)}
 
@@ -92,18 +91,8 @@ def world(request):
         yield fake, objects
         return
     service = LocalRekognition(WorldOcr(), WorldFaces(), lambda bucket, key, version: objects[key])
-    server = make_server(service)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = boto3.client(
-        "rekognition",
-        endpoint_url=f"http://127.0.0.1:{server.server_port}",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    yield Rekognition(client, "snaprace-test"), objects
-    server.shutdown()
-    server.server_close()
+    with served(service) as client:
+        yield Rekognition(client, "snaprace-test"), objects
 
 
 def index(rekognition, key, photo_id):

@@ -3,9 +3,6 @@ the quota, and the call counters."""
 
 from __future__ import annotations
 
-import threading
-
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -14,7 +11,8 @@ from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.domain.errors import ThrottlingException
 from sandbox.engines.synthetic import SyntheticFaces, SyntheticOcr
 from sandbox.quota import InvalidQuota, OperationLimiter, RateQuota, TokenBucket, parse_quota
-from sandbox.rekognition_service import OPERATIONS, CallCount, LocalRekognition, ServiceError, make_server
+from sandbox.rekognition_service import OPERATIONS, CallCount, LocalRekognition, ServiceError
+from tests.support.rekognition import served
 from tests.support.workflow import jpeg_bytes
 
 
@@ -172,19 +170,9 @@ def frozen_quota_client():
     """A client of a service with 1 call per second per operation and a clock that never moves."""
     objects = {("photos", "a.jpg"): jpeg_bytes()}
     local = service(RateQuota(1), FakeClock(), objects)
-    server = make_server(local)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = boto3.client(
-        "rekognition",
-        endpoint_url=f"http://127.0.0.1:{server.server_port}",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"total_max_attempts": 1}),  # see the service's answer, not botocore's retries
-    )
-    yield client, local
-    server.shutdown()
-    server.server_close()
+    # One attempt: the test sees the service's answer, not botocore's retries.
+    with served(local, config=Config(retries={"total_max_attempts": 1})) as client:
+        yield client, local
 
 
 def test_botocore_raises_throttling_exception_as_for_aws(frozen_quota_client):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import threading
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
@@ -13,8 +11,9 @@ from PIL import Image
 from chalicelib.adapters.rekognition import Rekognition
 from chalicelib.domain import keys
 from chalicelib.domain.errors import CollectionNotFound, InvalidImage, NoFaceInImage
-from sandbox.rekognition_service import LocalRekognition, make_server
+from sandbox.rekognition_service import LocalRekognition
 from tests.support.fakes import EngineFace as Face
+from tests.support.rekognition import served
 
 COLLECTION = keys.collection_id("snaprace-test", "acme", "e1")
 
@@ -91,17 +90,8 @@ def client(s3_objects):
     service = LocalRekognition(
         WordsOcr(), ColourFaces(), lambda bucket, key, version: s3_objects[(bucket, key)]
     )
-    server = make_server(service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield boto3.client(
-        "rekognition",
-        endpoint_url=f"http://127.0.0.1:{server.server_port}",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
-    server.shutdown()
+    with served(service) as client:
+        yield client
 
 
 @pytest.fixture

@@ -191,24 +191,11 @@ class Rekognition:
                 # What SearchFacesByImage says when it finds no face in the image.
                 raise NoFaceInImage("no face found in the image") from exc
             raise _translate(exc) from exc
-        box = response.get("SearchedFaceBoundingBox") or {}
-        return FaceSearch(
-            searched=FaceBox(
-                left=float(box.get("Left", 0.0)),
-                top=float(box.get("Top", 0.0)),
-                width=float(box.get("Width", 0.0)),
-                height=float(box.get("Height", 0.0)),
-                confidence=float(response.get("SearchedFaceConfidence", 0.0)),
-            ),
-            matches=tuple(
-                FaceMatch(
-                    face_id=match["Face"]["FaceId"],
-                    external_image_id=match["Face"].get("ExternalImageId"),
-                    similarity=float(match.get("Similarity", 0.0)),
-                )
-                for match in response.get("FaceMatches", [])
-            ),
-        )
+        searched = {
+            "BoundingBox": response.get("SearchedFaceBoundingBox") or {},
+            "Confidence": response.get("SearchedFaceConfidence", 0.0),
+        }
+        return FaceSearch(searched=_face_box(searched), matches=tuple(_face_matches(response)))
 
     def search_faces(
         self, org_id: str, event_id: str, face_id: str, *, threshold: float, max_faces: int
@@ -234,14 +221,18 @@ class Rekognition:
                 log.info("search faces collection=%s face=%s: no such face", collection_id, face_id)
                 return []
             raise _translate(exc) from exc
-        return [
-            FaceMatch(
-                face_id=match["Face"]["FaceId"],
-                external_image_id=match["Face"].get("ExternalImageId"),
-                similarity=float(match.get("Similarity", 0.0)),
-            )
-            for match in response.get("FaceMatches", [])
-        ]
+        return _face_matches(response)
+
+
+def _face_matches(response: dict[str, Any]) -> list[FaceMatch]:
+    return [
+        FaceMatch(
+            face_id=match["Face"]["FaceId"],
+            external_image_id=match["Face"].get("ExternalImageId"),
+            similarity=float(match.get("Similarity", 0.0)),
+        )
+        for match in response.get("FaceMatches", [])
+    ]
 
 
 def _face_box(face: dict[str, Any]) -> FaceBox:
