@@ -152,6 +152,24 @@ def test_each_call_waits_for_its_turn_of_its_operation(table):
     )
 
 
+def test_a_turn_is_kept_to_the_clock_after_the_reservation_however_long_it_took(table):
+    # A busy table answers late: the call must still be made at its turn, not the answer's delay later.
+    clock, settings = Clock(100.0), replace(paced(2), rekognition_call_share=1.0)
+
+    class SlowTable:
+        def reserve_slot(self, now, interval, **options):
+            slot = table.reserve_slot(now, interval, **options)
+            clock.now += 0.2
+            return slot
+
+    made_at = []
+    for _ in range(3):
+        pacing.take_turn("DetectText", table=SlowTable(), settings=settings, clock=clock, sleep=clock.sleep)
+        made_at.append(clock.now)
+    assert made_at == [100.2, 100.5, 101.0]  # turns 100, 100.5, 101: the first was late by the answer
+    assert clock.slept == [0.1, 0.3]
+
+
 def test_a_turn_too_far_away_is_refused_as_throttling_without_a_call(table):
     clock, settings = Clock(100.0), replace(paced(1), rekognition_call_share=1.0)
     for _ in range(int(pacing.MAX_TURN_WAIT) + 1):

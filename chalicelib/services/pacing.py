@@ -119,12 +119,14 @@ def take_turn(
     rate = settings.rekognition_tps * settings.rekognition_call_share
     if rate <= 0:
         return 0.0
-    now = clock()
     try:
-        wait = table.reserve_slot(now, 1.0 / rate, pace=operation, max_wait=MAX_TURN_WAIT) - now
+        slot = table.reserve_slot(clock(), 1.0 / rate, pace=operation, max_wait=MAX_TURN_WAIT)
     except SlotTooFar as too_far:
         # Refused without taking a turn: Step Functions retries later and the pace stays true.
         raise ThrottlingException(f"{too_far}: over the quota's pace") from None
+    # The clock again: the reservation itself took time (a DynamoDB round trip, longer when busy),
+    # and sleeping that long on top would make the call late by it, then the next one early.
+    wait = slot - clock()
     if wait > 0:
         sleep(wait)
     return max(0.0, wait)
