@@ -123,13 +123,22 @@ class SerialDynamoDB:
             return list(self.app(environ, start_response))  # the whole answer, inside the lock
 
 
-def install_serial_dynamodb(server: Any) -> SerialDynamoDB:
-    """Put SerialDynamoDB in front of a started moto ThreadedMotoServer (see s3_post's gate)."""
+def install_serial_dynamodb(server: Any) -> Callable[[], None]:
+    """Put SerialDynamoDB in front of a started moto ThreadedMotoServer (see s3_post's gate) and
+    journal its transactions; return the function that takes the journal out again (call it when
+    the server stops).
+
+    The journal's context stays referenced by that function: a generator context left to the
+    garbage collector is closed, which would put moto's table copying back behind our back.
+    """
     wsgi_server = server._server
     if wsgi_server is None:
         raise RuntimeError("start the moto server before installing SerialDynamoDB")
-    serial = SerialDynamoDB(wsgi_server.app)
-    wsgi_server.app = serial
+    wsgi_server.app = SerialDynamoDB(wsgi_server.app)
     journal = journalled_transactions()
-    journal.__enter__()  # for the process's lifetime, like the server
-    return serial
+    journal.__enter__()
+
+    def uninstall() -> None:
+        journal.__exit__(None, None, None)
+
+    return uninstall

@@ -177,7 +177,7 @@ class Sandbox:
         # The gate checks each such form as S3 does, signed with the key the sandbox's clients use.
         install_post_policy_gate(server, secret_key=os.environ["AWS_SECRET_ACCESS_KEY"])
         # DynamoDB applies each request atomically; moto's threads do not (see sandbox/atomic.py).
-        install_serial_dynamodb(server)
+        self._stoppers.append(install_serial_dynamodb(server))
 
     def _start_rekognition(self) -> None:
         from sandbox.rekognition_service import LocalRekognition, make_server

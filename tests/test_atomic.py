@@ -103,3 +103,30 @@ def test_concurrent_adds_to_one_item_are_all_counted(dynamodb):
     for thread in threads:
         thread.join()
     assert _items(dynamodb)["counter"]["n"] == {"N": "100"}
+
+
+def test_the_moto_servers_journal_stays_installed_until_it_is_taken_out():
+    # The sandbox once left the journal's context to the garbage collector, which closed it: moto
+    # went back to deep-copying the whole table on every transaction and nothing said so.
+    import gc
+    import socket
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.server import ThreadedMotoServer
+
+    from sandbox.atomic import install_serial_dynamodb
+
+    original = DynamoDBBackend.transact_write_items
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        uninstall = install_serial_dynamodb(server)
+        gc.collect()
+        assert DynamoDBBackend.transact_write_items is not original
+        uninstall()
+        assert DynamoDBBackend.transact_write_items is original
+    finally:
+        server.stop()
