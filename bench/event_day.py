@@ -17,8 +17,8 @@ breaks (or changes its answer) when they drift:
 - The app's own code for pacing: each SQS message goes through chalicelib.services.ingest.
   ingest_message, so run pacing is pacing.admit (a slot reserved, the execution started at once
   with its `not_before`, which the ASL's WaitForTurn state waits for), and each Rekognition step
-  calls pacing.take_turn (MAX_TURN_WAIT), giving way (pacing.give_way) when its turn or its call
-  is refused. Their slots come from the real PhotoTable.reserve_slot over an in-memory
+  calls pacing.take_turn (MAX_TURN_WAIT), giving way (pacing.give_way) when Rekognition refuses
+  its call (a refused turn took nothing and gives nothing back, as pacing.turn does). Their slots come from the real PhotoTable.reserve_slot over an in-memory
   DynamoDB that answers its UpdateItem shapes exactly (Decimal arithmetic, conditions), so the
   rounding of slots and the refusal of a turn too far away are the app's.
 
@@ -504,15 +504,15 @@ class EventDay:
             )
         except ThrottlingException:
             self.refused_turns[operation] += 1
-            self._give_way(settings)  # pacing.turn gives way on a refused turn
             yield assumed.dynamodb * 2
             return TaskResult(ThrottlingException.__name__)  # Lambda reports the class name
         waited = self.sim.now
         paced = settings.rekognition_tps * settings.rekognition_call_share > 0
         if paced:
             self.turn_waits.append(slept[0] if slept else 0.0)
-        # The reservation's round trip, then take_turn sleeps, then the request travels.
-        until_call = (assumed.dynamodb if paced else 0.0) + sum(slept) + self._lognormal(assumed.network)
+        # The reservation's round trip, then take_turn sleeps what is left until the turn (it reads
+        # the clock again after the round trip), then the request travels.
+        until_call = max(assumed.dynamodb if paced else 0.0, sum(slept)) + self._lognormal(assumed.network)
         service = assumed.detect_text if operation == "DetectText" else assumed.index_faces
         attempts = max(1, self.policy.step_attempts)
         for attempt in range(attempts):

@@ -18,12 +18,15 @@ pacing, or Rekognition refused calls for a while) is refused as throttling witho
 so refusals never push the pace further out: Step Functions retries it later rather than the
 Lambda idling.
 
-A refused call (Rekognition throttled it after all, or its turn was too far away) will be made
-again, so it needs a turn the runs' pace did not plan for. If new runs kept their pace, retried
-calls would compete with them for every turn, and a photo unlucky a few times in a row would
-exhaust its retries while fresh photos went ahead. So each refusal also gives way: it takes one
-start slot that no run uses (`give_way`), and the runs behind it start one slot later. The calls'
-demand then stays within their pace however many refusals there are, and retries are served.
+A call Rekognition throttled after all used up its turn and will be made again, so it needs a
+turn the runs' pace did not plan for. If new runs kept their pace, retried calls would compete
+with them for every turn, and a photo unlucky a few times in a row would exhaust its retries while
+fresh photos went ahead. So each such refusal also gives way: it takes one start slot that no run
+uses (`give_way`), and the runs behind it start one slot later. The calls' demand then stays
+within their pace however many refusals there are, and retries are served. A turn refused for
+being too far away took no turn, so its retry needs none extra: it does not give way (when it did,
+a burst's first seconds, where Preprocess finishes unevenly, refused dozens of turns and pushed
+every later run back by as many slots).
 """
 
 from __future__ import annotations
@@ -94,10 +97,11 @@ def turn(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[float]:
-    """Take this call's turn (`take_turn`) for the body, which makes the call; when the turn is
-    refused or Rekognition throttles the call, give way (`give_way`) and let the error go on."""
+    """Take this call's turn (`take_turn`) for the body, which makes the call; when Rekognition
+    throttles the call, give way (`give_way`) and let the error go on. A refused turn (raised by
+    take_turn) took nothing, so it gives nothing back."""
+    waited = take_turn(operation, table=table, settings=settings, clock=clock, sleep=sleep)
     try:
-        waited = take_turn(operation, table=table, settings=settings, clock=clock, sleep=sleep)
         yield waited
     except (ThrottlingException, ProvisionedThroughputExceededException):
         give_way(table=table, settings=settings, now=clock())
