@@ -216,3 +216,48 @@ def test_poller_leaves_failed_batches_for_redelivery_and_the_dlq(sandbox):
         poller.poll_once()
     assert len(calls) == 2  # received twice, then moved to the dead-letter queue
     assert sqs.receive_message(QueueUrl=queue).get("Messages")
+
+
+def test_poller_receives_many_and_hands_each_batch_to_the_handler_alone(sandbox):
+    sqs = boto3.client("sqs")
+    source = sqs.create_queue(QueueName="poller-batches", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for index in range(7):
+        sqs.send_message(QueueUrl=source, MessageBody=json.dumps({"n": index}))
+    calls = []
+
+    def invoke(name, event):
+        calls.append([json.loads(record["body"])["n"] for record in event["Records"]])
+        failed = calls[-1] == [3]
+        return ({"errorType": "Boom"} if failed else {}), failed
+
+    poller = QueuePoller(
+        queue_url=source,
+        handler="h",
+        invoke=invoke,
+        batch_size=1,
+        stop=None,
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:poller-batches",
+    )
+    assert poller.poll_once() == 7  # one receive
+    assert sorted(calls) == [[n] for n in range(7)]  # one invocation per message: the batch size
+    left = sqs.get_queue_attributes(QueueUrl=source, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert left["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # only the failed one
+
+
+def test_the_sandboxs_quicker_retention_check_still_drops_expired_messages(aws):
+    # _moto_at_scale reads the retention period alone instead of every queue attribute.
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    from sandbox.runtime import _moto_at_scale
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="old")
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["retention"]
+    queue._messages[0].sent_timestamp -= 61_000  # sent 61 s ago: past the 60 s retention
+    with _moto_at_scale():
+        assert sqs.receive_message(QueueUrl=url).get("Messages") is None
+        sqs.send_message(QueueUrl=url, MessageBody="new")
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [message["Body"] for message in received] == ["new"]
