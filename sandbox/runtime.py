@@ -221,6 +221,8 @@ class Sandbox:
             stop=self._stop,
             queue_arn=self.resources.queue_arn,
             busy=busy,
+            # With a hold on running executions, one batch per receive, so the hold stays exact.
+            receive_max=RECEIVE_MAX if limit is None else batch_size,
         )
         thread = threading.Thread(target=poller.run, name="sqs-poller", daemon=True)
         thread.start()
@@ -296,6 +298,7 @@ class QueuePoller:
         stop: threading.Event | None,
         queue_arn: str,
         busy: Callable[[], bool] = lambda: False,
+        receive_max: int = RECEIVE_MAX,
     ) -> None:
         self._sqs = boto3.client("sqs")
         self._queue_url = queue_url
@@ -305,6 +308,7 @@ class QueuePoller:
         self._batch_size = batch_size
         self._stop = stop or threading.Event()
         self._busy = busy
+        self._receive_max = min(RECEIVE_MAX, max(1, receive_max))
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -318,8 +322,8 @@ class QueuePoller:
                 time.sleep(1)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
-        """Receive up to RECEIVE_MAX messages and hand them to the handler `batch_size` at a time;
-        return how many were received.
+        """Receive up to `receive_max` messages and hand them to the handler `batch_size` at a
+        time; return how many were received.
 
         Lambda's pollers also receive up to 10 at once and invoke per batch. A burst of uploads
         keeps hundreds of messages waiting here, and each of moto's receives walks the queue: one
@@ -327,7 +331,7 @@ class QueuePoller:
         """
         messages = self._sqs.receive_message(
             QueueUrl=self._queue_url,
-            MaxNumberOfMessages=RECEIVE_MAX,
+            MaxNumberOfMessages=self._receive_max,
             WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageAttributeNames=["All"],

@@ -261,3 +261,22 @@ def test_the_sandboxs_quicker_retention_check_still_drops_expired_messages(aws):
         sqs.send_message(QueueUrl=url, MessageBody="new")
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
     assert [message["Body"] for message in received] == ["new"]
+
+
+def test_poller_under_a_hold_receives_one_batch_at_a_time(sandbox):
+    # The sandbox's hold on running executions is checked before each receive: a receive of 10
+    # would start 10 runs past it (real engines then time out on a busy machine).
+    sqs = boto3.client("sqs")
+    source = sqs.create_queue(QueueName="poller-held", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for index in range(3):
+        sqs.send_message(QueueUrl=source, MessageBody=json.dumps({"n": index}))
+    poller = QueuePoller(
+        queue_url=source,
+        handler="h",
+        invoke=lambda name, event: ({}, False),
+        batch_size=1,
+        stop=None,
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:poller-held",
+        receive_max=1,
+    )
+    assert [poller.poll_once() for _ in range(4)] == [1, 1, 1, 0]
