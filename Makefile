@@ -11,8 +11,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-sandbox.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt -r requirements-sandbox.txt
 	touch $(STAMP)
 
+# Two workers (the CI machine's cores), one test module per worker at a time: module fixtures
+# (the browser, the sandbox, the engines) start once. `make test WORKERS=0` runs in one process.
+WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -79,3 +79,36 @@ def pytest_collection_modifyitems(session, config, items):
     # The contract's coverage check counts what every other test exercised: it runs last.
     last = [item for item in items if item.name == "test_every_documented_response_was_exercised"]
     items[:] = [item for item in items if item not in last] + last
+
+
+# Under pytest-xdist (`make test` runs two workers) each worker sees only its own modules'
+# responses, so the coverage check moves to the controller: every worker hands over what it
+# exercised, and the controller fails the session when a documented response was never produced.
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.support import contract
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker
+        workeroutput["exercised"] = sorted(contract.EXERCISED)
+        workeroutput["whole_suite"] = contract.whole_suite_selected(session)
+        return
+    if contract.WORKERS_REPORTED and not session.testsfailed:
+        missing = contract.missed_by_workers()
+        if missing:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            reporter.ensure_newline()
+            reporter.write_line(
+                f"FAILED: {len(missing)} documented response(s) no test produced: "
+                + ", ".join(" ".join(m) for m in missing),
+                red=True,
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from tests.support import contract
+
+    contract.note_worker(getattr(node, "workeroutput", {}))

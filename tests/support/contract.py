@@ -239,6 +239,29 @@ def note_deselected(items: list[Any]) -> None:
     _DESELECTED.extend(items)
 
 
+# What xdist workers reported (conftest's pytest_testnodedown), on the controller.
+WORKERS_REPORTED: list[bool] = []  # each worker: did it collect the whole suite
+_WORKERS_EXERCISED: set[tuple[str, str, str]] = set()
+
+
+def note_worker(output: dict[str, Any]) -> None:
+    """Add one finished xdist worker's exercised responses (conftest's pytest_testnodedown)."""
+    WORKERS_REPORTED.append(bool(output.get("whole_suite")))
+    _WORKERS_EXERCISED.update(tuple(entry) for entry in output.get("exercised", []))
+
+
+def missed_by_workers() -> list[tuple[str, str, str]]:
+    """The documented responses no worker produced; none unless every worker ran the whole suite."""
+    if not all(WORKERS_REPORTED):
+        return []
+    return sorted(documented_responses() - _WORKERS_EXERCISED)
+
+
+def under_xdist(session: Any) -> bool:
+    """True in an xdist worker: it sees only the responses of the modules it ran."""
+    return getattr(session.config, "workerinput", None) is not None
+
+
 def whole_suite_selected(session: Any) -> bool:
     """True when every test module was collected and no test was deselected."""
     collected = {Path(str(item.fspath)).name for item in session.items}
