@@ -96,7 +96,7 @@ class BurstResult:
             else "0",
             "photos_per_s": f"{self.photos_per_s:.2f}",
             "quota_bound_photos_per_s": "unlimited" if bound is None else f"{bound:.2f}",
-            "efficiency": "n/a" if efficiency is None else f"{efficiency:.2f}",
+            "efficiency": "n/a" if efficiency is None else f"{efficiency:.3f}",
             "bibs_correct": self.bibs_correct,
             "faces_correct": self.faces_correct,
         }
