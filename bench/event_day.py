@@ -88,7 +88,7 @@ from bench.des import Process, Simulation
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import AppSettings, Settings
-from chalicelib.domain.errors import ThrottlingException
+from chalicelib.domain.errors import ThrottlingException, TurnRefused
 from chalicelib.services import ingest, pacing
 from infra.stack import PROJECT_DIR, STATE_MACHINE, TRIGGER_FUNCTION, chalice_config
 from sandbox.stage import FUNCTION_PLACEHOLDERS
@@ -505,7 +505,7 @@ class EventDay:
         except ThrottlingException:
             self.refused_turns[operation] += 1
             yield assumed.dynamodb * 2
-            return TaskResult(ThrottlingException.__name__)  # Lambda reports the class name
+            return TaskResult(TurnRefused.__name__)  # Lambda reports the class name
         waited = self.sim.now
         paced = settings.rekognition_tps * settings.rekognition_call_share > 0
         if paced:

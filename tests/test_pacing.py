@@ -13,7 +13,12 @@ import pytest
 
 import app as snaprace
 from chalicelib import clients
-from chalicelib.domain.errors import ProvisionedThroughputExceededException, SlotTooFar, ThrottlingException
+from chalicelib.domain.errors import (
+    ProvisionedThroughputExceededException,
+    SlotTooFar,
+    ThrottlingException,
+    TurnRefused,
+)
 from chalicelib.services import pacing
 from sandbox.stage import PROJECT_DIR
 from tests.support.aws import STAGE
@@ -174,7 +179,7 @@ def test_a_turn_too_far_away_is_refused_as_throttling_without_a_call(table):
     clock, settings = Clock(100.0), replace(paced(1), rekognition_call_share=1.0)
     for _ in range(int(pacing.MAX_TURN_WAIT) + 1):
         table.reserve_slot(100.0, 1.0, pace="DetectText")  # others took the next seconds
-    with pytest.raises(ThrottlingException, match=r"DetectText's next slot is over 5\.0 s away"):
+    with pytest.raises(TurnRefused, match=r"DetectText's next slot is over 5\.0 s away"):
         pacing.take_turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep)
     assert clock.slept == []
 

@@ -41,6 +41,7 @@ def test_every_custom_error_name_is_an_error_class_of_the_app():
         "ProvisionedThroughputExceededException",
         "UnprocessedItemsError",
         "RekognitionUnavailable",
+        "TurnRefused",
     }
     for name in names:
         assert issubclass(getattr(errors, name), errors.TransientError)
@@ -93,7 +94,11 @@ def test_throttling_of_rekognition_never_ends_in_a_fallback():
     states = dict(_states(definition))
     for task in ("DetectText", "IndexFaces"):
         (first, *rest) = states[task]["Catch"]
-        assert set(first["ErrorEquals"]) == {"ThrottlingException", "ProvisionedThroughputExceededException"}
+        assert set(first["ErrorEquals"]) == {
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "TurnRefused",
+        }
         assert states[first["Next"]]["Type"] == "Fail"
         assert any("States.ALL" in catch["ErrorEquals"] for catch in rest)  # real errors still fall back
         (budget,) = [r for r in states[task]["Retry"] if "ThrottlingException" in r["ErrorEquals"]]

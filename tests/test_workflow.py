@@ -235,11 +235,13 @@ _THROTTLES = ["ThrottlingException", "ProvisionedThroughputExceededException"]
 _RETRIERS = {
     "Preprocess": [(_THROTTLES, 6), (["Lambda.TooManyRequestsException"], 8), (_LAMBDA_FAULTS, 3)],
     "DetectText": [
+        (["TurnRefused"], 40),
         ([*_THROTTLES, "RekognitionUnavailable"], 10),
         (["Lambda.TooManyRequestsException"], 8),
         (_LAMBDA_FAULTS, 3),
     ],
     "IndexFaces": [
+        (["TurnRefused"], 40),
         ([*_THROTTLES, "RekognitionUnavailable"], 10),
         (["Lambda.TooManyRequestsException"], 8),
         (_LAMBDA_FAULTS, 3),
@@ -316,7 +318,8 @@ def test_a_step_that_keeps_failing_is_called_max_attempts_plus_one_times_then_ca
 
     assert faults.calls.count(step) == attempts + 1
     items = items_by_type(resources)
-    if state in ("DetectText", "IndexFaces") and "Throttl" not in error and "Provisioned" not in error:
+    throttling = ("Throttl" in error) or ("Provisioned" in error) or error == "TurnRefused"
+    if state in ("DetectText", "IndexFaces") and not throttling:
         # Anything but throttling falls back to no bibs (or no faces), with the reason.
         assert execution["status"] == "SUCCEEDED"
         (photo,) = items["PHOTO"]
@@ -325,4 +328,5 @@ def test_a_step_that_keeps_failing_is_called_max_attempts_plus_one_times_then_ca
         assert execution["status"] == "FAILED" and "PHOTO" not in items
         if state != "RecordFailure":
             (failed,) = items["FAILED"]
-            assert failed["error"] == error
+            # A turn refused through its whole budget ends as the throttling failure it stands for.
+            assert failed["error"] == ("RekognitionThrottled" if error == "TurnRefused" else error)

@@ -191,6 +191,15 @@ class RekognitionUnavailable(TransientError):
     """Rekognition answered with a server fault (InternalServerError, ServiceUnavailable)."""
 
 
+class TurnRefused(ThrottlingException):
+    """A paced Rekognition call's turn was over MAX_TURN_WAIT away: no call was made.
+
+    Throttling as far as anything else is concerned, but the state machine retries it on a budget
+    of its own, longer than Rekognition's throttling: while fresh runs keep every turn taken (a
+    burst, or refusals above the pace's spare share), a retried call would otherwise lose its
+    turn again and again until its photo failed."""
+
+
 class SlotTooFar(SnapRaceError):
     """A paced slot is further away than the caller will wait; nothing was reserved."""
 

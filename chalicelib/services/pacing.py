@@ -43,7 +43,12 @@ from typing import Any
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.adapters.workflow import Workflow
 from chalicelib.config import Settings
-from chalicelib.domain.errors import ProvisionedThroughputExceededException, SlotTooFar, ThrottlingException
+from chalicelib.domain.errors import (
+    ProvisionedThroughputExceededException,
+    SlotTooFar,
+    ThrottlingException,
+    TurnRefused,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +123,8 @@ def take_turn(
 ) -> float:
     """Wait for this call's turn of `operation` at the quota's pace; return the seconds waited.
 
-    Raises ThrottlingException (before any call) when the turn is over MAX_TURN_WAIT away.
+    Raises TurnRefused (a ThrottlingException, before any call) when the turn is over
+    MAX_TURN_WAIT away.
     """
     rate = settings.rekognition_tps * settings.rekognition_call_share
     if rate <= 0:
@@ -127,7 +133,7 @@ def take_turn(
         slot = table.reserve_slot(clock(), 1.0 / rate, pace=operation, max_wait=MAX_TURN_WAIT)
     except SlotTooFar as too_far:
         # Refused without taking a turn: Step Functions retries later and the pace stays true.
-        raise ThrottlingException(f"{too_far}: over the quota's pace") from None
+        raise TurnRefused(f"{too_far}: over the quota's pace") from None
     # The clock again: the reservation itself took time (a DynamoDB round trip, longer when busy),
     # and sleeping that long on top would make the call late by it, then the next one early.
     wait = slot - clock()
