@@ -88,7 +88,7 @@ from bench.des import Process, Simulation
 from chalicelib import clients
 from chalicelib.adapters.table import PhotoTable
 from chalicelib.config import AppSettings, Settings
-from chalicelib.domain.errors import ThrottlingException, TurnRefused
+from chalicelib.domain.errors import TurnRefused
 from chalicelib.services import ingest, pacing
 from infra.stack import PROJECT_DIR, STATE_MACHINE, TRIGGER_FUNCTION, chalice_config
 from sandbox.stage import FUNCTION_PLACEHOLDERS
@@ -502,7 +502,7 @@ class EventDay:
                 clock=lambda: EPOCH + self.sim.now,
                 sleep=slept.append,
             )
-        except ThrottlingException:
+        except TurnRefused:
             self.refused_turns[operation] += 1
             yield assumed.dynamodb * 2
             return TaskResult(TurnRefused.__name__)  # Lambda reports the class name

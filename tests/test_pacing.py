@@ -190,7 +190,7 @@ def test_refused_turns_take_no_slot_so_the_pace_recovers(table):
     for _ in range(int(pacing.MAX_TURN_WAIT) + 1):
         table.reserve_slot(100.0, 1.0, pace="DetectText")  # slots 100 to 105 are taken
     for _ in range(50):
-        with pytest.raises(ThrottlingException):
+        with pytest.raises(TurnRefused):
             pacing.take_turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep)
     clock.now = 101.0  # a second later the next turn (106) is within reach again
     assert (
@@ -242,7 +242,7 @@ def test_a_refused_turn_took_no_turn_so_it_does_not_give_way(table):
         table.reserve_slot(100.0, 1.0, pace="DetectText")
     for _ in range(3):
         with (
-            pytest.raises(ThrottlingException),
+            pytest.raises(TurnRefused),
             pacing.turn("DetectText", table=table, settings=settings, clock=clock, sleep=clock.sleep),
         ):
             pytest.fail("the call was made although its turn was refused")

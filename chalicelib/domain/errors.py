@@ -191,13 +191,13 @@ class RekognitionUnavailable(TransientError):
     """Rekognition answered with a server fault (InternalServerError, ServiceUnavailable)."""
 
 
-class TurnRefused(ThrottlingException):
+class TurnRefused(TransientError):
     """A paced Rekognition call's turn was over MAX_TURN_WAIT away: no call was made.
 
-    Throttling as far as anything else is concerned, but the state machine retries it on a budget
-    of its own, longer than Rekognition's throttling: while fresh runs keep every turn taken (a
-    burst, or refusals above the pace's spare share), a retried call would otherwise lose its
-    turn again and again until its photo failed."""
+    Transient like throttling, but the state machine retries it on a budget of its own, longer
+    than Rekognition's throttling: while fresh runs keep every turn taken (a burst, or refusals
+    above the pace's spare share), a retried call would otherwise lose its turn again and again
+    until its photo failed."""
 
 
 class SlotTooFar(SnapRaceError):

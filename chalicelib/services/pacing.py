@@ -123,8 +123,7 @@ def take_turn(
 ) -> float:
     """Wait for this call's turn of `operation` at the quota's pace; return the seconds waited.
 
-    Raises TurnRefused (a ThrottlingException, before any call) when the turn is over
-    MAX_TURN_WAIT away.
+    Raises TurnRefused (before any call) when the turn is over MAX_TURN_WAIT away.
     """
     rate = settings.rekognition_tps * settings.rekognition_call_share
     if rate <= 0:
