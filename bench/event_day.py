@@ -18,7 +18,8 @@ breaks (or changes its answer) when they drift:
   ingest_message, so run pacing is pacing.admit (a slot reserved, the execution started at once
   with its `not_before`, which the ASL's WaitForTurn state waits for), and each Rekognition step
   calls pacing.take_turn (MAX_TURN_WAIT), giving way (pacing.give_way) when Rekognition refuses
-  its call (a refused turn took nothing and gives nothing back, as pacing.turn does). Their slots come from the real PhotoTable.reserve_slot over an in-memory
+  its call (a refused turn, TurnRefused, took nothing and gives nothing back, as in pacing.turn).
+  Their slots come from the real PhotoTable.reserve_slot over an in-memory
   DynamoDB that answers its UpdateItem shapes exactly (Decimal arithmetic, conditions), so the
   rounding of slots and the refusal of a turn too far away are the app's.
 

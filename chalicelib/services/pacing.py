@@ -14,9 +14,9 @@ Preprocess takes longer for some photos than others. So each DetectText and Inde
 takes its own turn (a slot of its operation at `REKOGNITION_CALL_SHARE` of the quota, a little
 above the runs' share so turns do not queue up) and sleeps the fraction of a second until it
 (`take_turn`). A turn further away than MAX_TURN_WAIT (only when something bypassed the runs'
-pacing, or Rekognition refused calls for a while) is refused as throttling without being taken,
-so refusals never push the pace further out: Step Functions retries it later rather than the
-Lambda idling.
+pacing, or Rekognition refused calls for a while) is refused without being taken (TurnRefused),
+so refusals never push the pace further out: Step Functions retries it later, on a budget of its
+own, rather than the Lambda idling.
 
 A call Rekognition throttled after all used up its turn and will be made again, so it needs a
 turn the runs' pace did not plan for. If new runs kept their pace, retried calls would compete
