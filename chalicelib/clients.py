@@ -8,6 +8,7 @@ variables (the sandbox stage sets them), so this code is the same everywhere.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import boto3
@@ -31,14 +32,28 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+# functools.cache does not stop two threads that miss together from both building: in a process
+# that runs many functions at once (the sandbox), a burst's first calls built dozens of identical
+# clients, each loading botocore's endpoint data. Clients are built one at a time, each once.
+_building = threading.Lock()
+
+
 def _client(service: str, attempts: int = 4) -> Any:
-    return _cached_client(service, attempts)  # one cache key per (service, attempts), however called
+    with _building:
+        return _cached_client(service, attempts)  # one cache key per (service, attempts), however called
 
 
 @functools.cache
 def _cached_client(service: str, attempts: int) -> Any:
     config = _BOTO_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": attempts}))
-    return boto3.session.Session().client(service, config=config)
+    return _session().client(service, config=config)
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    """One session for every client: it loads botocore's data files once, not once per client
+    (a session is not safe to build clients from in several threads; _client serialises that)."""
+    return boto3.session.Session()
 
 
 @functools.cache
@@ -97,6 +112,7 @@ def cache_clear() -> None:
     """Forget every client, adapter and setting (tests switch mocks and environments)."""
     for cached in (
         settings,
+        _session,
         _cached_client,
         storage,
         _rekognition,
