@@ -81,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     burst.add_argument(
         "--no-pacing", action="store_true", help="do not tell the app the quota: the unpaced baseline"
     )
+    burst.add_argument(
+        "--lambda-processes",
+        type=int,
+        default=None,
+        help="worker processes for the app's functions (0: in the sandbox's own process); default 1",
+    )
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -177,15 +183,20 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _burst(args: argparse.Namespace) -> int:
-    from sandbox.burst import run_burst
+    from sandbox.burst import LAMBDA_PROCESSES, run_burst
 
     if args.photos < 1:
         print("error: --photos must be at least 1", file=sys.stderr)
         return 2
+    processes = LAMBDA_PROCESSES if args.lambda_processes is None else args.lambda_processes
+    if processes < 0:
+        print("error: --lambda-processes must be 0 or more", file=sys.stderr)
+        return 2
     quota = args.rekognition_tps
     print(
         f"burst: {args.photos} photos, engine {args.engine},"
-        f" quota {quota.describe() if quota else 'unlimited'}; starting a private sandbox...",
+        f" quota {quota.describe() if quota else 'unlimited'}, {processes} Lambda worker process(es);"
+        " starting a private sandbox...",
         file=sys.stderr,
     )
     result = run_burst(
@@ -194,6 +205,7 @@ def _burst(args: argparse.Namespace) -> int:
         engine=args.engine,
         timeout=args.timeout,
         pace=not args.no_pacing,
+        lambda_processes=processes,
         out=sys.stderr,
     )
     print(result.summary_line(), flush=True)

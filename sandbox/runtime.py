@@ -4,7 +4,8 @@
   with the stage's resources created as the deploy path creates them, and S3's POST policy rules
   applied to browser-form uploads (sandbox.s3_post), which moto's S3 skips;
 - Step Functions executing the real statemachine.json, its Task states calling the app's
-  `@app.lambda_function`s in this process (sandbox.lambdas);
+  `@app.lambda_function`s in this process, or in worker processes for scale runs
+  (sandbox.lambdas);
 - a poller feeding the ingest queue to the app's `@app.on_sqs_message` handler the way Lambda's
   event source mapping does;
 - a local Rekognition (sandbox.rekognition_service) with offline OCR and face engines (or the
@@ -100,6 +101,9 @@ class Sandbox:
     # Tell the app that quota (REKOGNITION_TPS), as an operator sets it to the account's: the
     # pipeline then paces its runs to it (services/pacing.py). False: the unpaced baseline.
     pace: bool = True
+    # 0: the app's functions run in this process (tests patch them). P > 0: in P worker processes
+    # (sandbox.lambdas.WorkerProcesses), for scale runs that need more than one core of Python.
+    lambda_processes: int = 0
     resources: StageResources | None = None
     rekognition: LocalRekognition | None = None  # after start(): the service, with its call counts
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
@@ -134,7 +138,13 @@ class Sandbox:
 
         clients.cache_clear()
         self._stoppers.append(clients.cache_clear)
-        lambdas = LocalLambdas(snaprace.app, STAGE, retry_sleep_scale=self.retry_sleep_scale, environment=env)
+        lambdas = LocalLambdas(
+            snaprace.app,
+            STAGE,
+            retry_sleep_scale=self.retry_sleep_scale,
+            environment=env,
+            processes=self.lambda_processes,
+        )
         installed = lambdas.installed()
         installed.__enter__()
         self._stoppers.append(lambda: installed.__exit__(None, None, None))
