@@ -177,6 +177,12 @@ class Sandbox:
         default_user_config["stepfunctions"] = {"execute_state_machine": True}
         default_user_config["lambda"] = {"use_docker": False}
         self._stoppers.append(lambda: default_user_config.update(saved))
+        # moto's backends are this process's globals: a sandbox started after another one here (a
+        # second burst, the next test module) found the last one's tables, objects and executions,
+        # and a burst then counted the earlier burst's photos as its own.
+        from moto.moto_api._internal import moto_api_backend
+
+        moto_api_backend.reset()
         speedups = _moto_at_scale()
         speedups.__enter__()
         self._stoppers.append(lambda: speedups.__exit__(None, None, None))
