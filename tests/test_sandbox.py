@@ -244,8 +244,9 @@ def test_poller_receives_many_and_hands_each_batch_to_the_handler_alone(sandbox)
     assert left["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # only the failed one
 
 
-def test_the_sandboxs_quicker_retention_check_still_drops_expired_messages(aws):
-    # _moto_at_scale reads the retention period alone instead of every queue attribute.
+def test_the_sandboxs_quicker_retention_check_still_drops_expired_messages(sandbox):
+    # _moto_at_scale reads the retention period alone instead of every queue attribute. On the
+    # module's running sandbox: moto's own mock (the `aws` fixture) would reset its state.
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
 
