@@ -155,25 +155,30 @@ class WorkerProcesses:
         self._connections: list[Connection] = []
         self._processes: list[BaseProcess] = []
         self._readers: list[threading.Thread] = []
-        for index in range(count):
-            ours, theirs = context.Pipe()
-            process = context.Process(
-                target=_worker_main,
-                args=(theirs, stage, environment),
-                name=f"lambda-worker-{index}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
-            _await_ready(ours, process)
-            reader = threading.Thread(
-                target=self._read, args=(index, ours), name=f"lambda-reader-{index}", daemon=True
-            )
-            reader.start()
-            self._connections.append(ours)
-            self._processes.append(process)
-            self._readers.append(reader)
-        self._sends = [threading.Lock() for _ in self._connections]
+        self._sends: list[threading.Lock] = []
+        try:
+            for index in range(count):
+                self._start_worker(context, index, stage, environment)
+        except BaseException:
+            self.close()  # the workers that did start
+            raise
+
+    def _start_worker(self, context: Any, index: int, stage: str, environment: dict[str, str]) -> None:
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_worker_main, args=(theirs, stage, environment), name=f"lambda-worker-{index}", daemon=True
+        )
+        process.start()
+        theirs.close()
+        _await_ready(ours, process)
+        reader = threading.Thread(
+            target=self._read, args=(index, ours), name=f"lambda-reader-{index}", daemon=True
+        )
+        reader.start()
+        self._connections.append(ours)
+        self._processes.append(process)
+        self._readers.append(reader)
+        self._sends.append(threading.Lock())
 
     def invoke(self, short_name: str, payload: Any) -> tuple[Any, bool]:
         request = next(self._ids)
