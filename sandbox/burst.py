@@ -2,8 +2,8 @@
 
 A private sandbox (free ports, the synthetic engines by default, no hold on the queue, the app's
 functions in a worker process of their own) gets N generated photos uploaded at once straight to
-the raw prefix, so the real path runs: S3 → SQS → the trigger → statemachine.json → Fanout. When every upload has a PHOTO or FAILED record (or the
-timeout passes) it reports one line:
+the raw prefix, so the real path runs: S3 → SQS → the trigger → statemachine.json → Fanout. When
+every upload has a PHOTO or FAILED record (or the timeout passes) it reports one line:
 
     photos=N processed= failed= lost= bibs_fallbacks= faces_fallbacks= throttled_calls=
     rekognition_calls_per_photo= photos_per_s= quota_bound_photos_per_s= efficiency=
@@ -56,10 +56,10 @@ COUNTED_OPERATIONS = (*PER_PHOTO_OPERATIONS, "CreateCollection")
 # ahead of the quota's pace (500 photos in about 29 s against 350 s of processing at T=1.5).
 UPLOAD_THREADS = 4
 POLL_INTERVAL = 1.0
+LIST_EVERY = 15.0  # seconds between full listings of the event (the count is read every poll)
 # The app's functions run in worker processes: one process (one GIL) for moto, Step Functions,
 # the local Rekognition and every function topped out near 1.3 photos a second on this machine.
 LAMBDA_PROCESSES = 1
-LIST_EVERY = 15.0  # seconds between full listings of the event (the count is read every poll)
 
 
 @dataclass(frozen=True)
